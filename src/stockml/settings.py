@@ -1,0 +1,163 @@
+"""One Settings object: code defaults < configs/config.yaml < environment < arguments.
+
+Environment variables use the prefix ``STOCKML_`` and ``__`` for nesting, e.g.
+``STOCKML_STORE__BUCKET=my-bucket`` or ``STOCKML_INGEST__PROVIDERS='["yfinance","sample"]'``.
+Secrets are read from the environment only (never from YAML): ``ALPHA_VANTAGE_API_KEY``,
+``POLYGON_API_KEY``, ``STOCKML_API_KEY``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from stockml.errors import ConfigError
+
+CONFIG_DIR_ENV = "STOCKML_CONFIG_DIR"
+
+
+def find_config_dir() -> Path | None:
+    """Return the folder holding config.yaml: $STOCKML_CONFIG_DIR, else ./configs, else the repo's."""
+    env = os.environ.get(CONFIG_DIR_ENV)
+    if env:
+        return Path(env)
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        candidate = base / "configs"
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    return None
+
+
+def load_yaml_config(name: str) -> dict[str, Any]:
+    """Load ``configs/<name>`` (e.g. ``feature_config.yaml``) as a dict; empty if absent."""
+    folder = find_config_dir()
+    if folder is None or not (folder / name).is_file():
+        return {}
+    try:
+        data = yaml.safe_load((folder / name).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{folder / name} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{folder / name} must hold a mapping at the top level")
+    return data
+
+
+class StoreSettings(BaseModel):
+    """Where data lives: an S3 bucket (moto_server, LocalStack or AWS by endpoint)."""
+
+    bucket: str = "stockml-local"
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    raw_prefix: str = "raw"
+    features_prefix: str = "features"
+    quarantine_prefix: str = "quarantine"
+    models_prefix: str = "models"
+    news_prefix: str = "news"
+
+
+class IngestSettings(BaseModel):
+    """What to ingest and from whom (providers in fallback order)."""
+
+    symbols: list[str] = Field(default_factory=lambda: ["MSFT", "^GSPC", "^IXIC", "^VIX"])
+    providers: list[str] = Field(default_factory=lambda: ["sample"])
+    start: date = date(1999, 1, 1)
+    csv_path: str | None = None
+    max_retries: int = 3
+    backoff_s: float = 0.5
+    timeout_s: float = 10.0
+    batch_size: int = 25
+
+
+class ProviderUrls(BaseModel):
+    """Base URLs of the providers' HTTP APIs; tests point them at a local replay server."""
+
+    yahoo: str = "https://query2.finance.yahoo.com"
+    alpha_vantage: str = "https://www.alphavantage.co"
+    polygon: str = "https://api.polygon.io"
+
+
+class MlflowSettings(BaseModel):
+    tracking_uri: str | None = None
+    experiment: str = "stockml"
+    registered_model: str = "stockml"
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    cors_origins: list[str] = Field(default_factory=lambda: ["http://localhost:8501"])
+    rate_limit_per_minute: int = 600
+    model_version: str = "champion"
+
+
+class Settings(BaseSettings):
+    """All configuration of one process. Build it once at the entry point and pass values down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STOCKML_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    env: str = "development"
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    provider_urls: ProviderUrls = Field(default_factory=ProviderUrls)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+    # secrets: environment only (excluded from YAML by the source order below)
+    alpha_vantage_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ALPHA_VANTAGE_API_KEY")
+    )
+    polygon_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("POLYGON_API_KEY")
+    )
+    api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("STOCKML_API_KEY"))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        folder = find_config_dir()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if folder is not None:
+            sources.append(_NoSecretsYaml(settings_cls, yaml_file=folder / "config.yaml"))
+        return tuple(sources)
+
+
+_SECRET_KEYS = {"alpha_vantage_api_key", "polygon_api_key", "api_key", "stockml_api_key"}
+
+
+class _NoSecretsYaml(YamlConfigSettingsSource):
+    """YAML source that refuses secrets: they belong in the environment."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        leaked = _SECRET_KEYS & {str(k).lower() for k in (*data, *(self.yaml_data or {}))}
+        if leaked:
+            raise ConfigError(f"secrets must come from the environment, not YAML: {sorted(leaked)}")
+        return data
+
+
+@cache
+def get_settings() -> Settings:
+    """The process-wide Settings (built once; tests build their own ``Settings(...)``)."""
+    return Settings()

@@ -1,0 +1,57 @@
+"""Session-wide fixtures: one real moto_server (S3 over HTTP) for the whole run, shared data."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stockml.local import LocalServer, start_moto_server
+from stockml.settings import Settings, StoreSettings
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+EVENTS = REPO / "events"
+
+# boto3 must never reach AWS from the tests
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (real third-party data); the test is skipped when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent (a fresh clone has no ../shared)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[LocalServer]:
+    """One real moto_server for the session."""
+    server = start_moto_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def store_settings(moto_server: LocalServer) -> StoreSettings:
+    """A fresh, empty bucket on the session's moto_server for each test."""
+    import boto3
+
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=moto_server.url, region_name="us-east-1").create_bucket(
+        Bucket=bucket
+    )
+    return StoreSettings(bucket=bucket, endpoint_url=moto_server.url)
+
+
+@pytest.fixture
+def settings(store_settings: StoreSettings) -> Settings:
+    """Settings pointing at a fresh bucket; everything else from configs/config.yaml."""
+    return Settings(store=store_settings)
