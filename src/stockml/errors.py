@@ -19,7 +19,11 @@ class ProviderError(StockmlError):
     """A market-data provider failed (network, HTTP status, unparseable payload)."""
 
 
-class RateLimitError(ProviderError):
+class TransientProviderError(ProviderError):
+    """A provider failed in a way that may pass on a retry (timeout, connection error, HTTP 5xx)."""
+
+
+class RateLimitError(TransientProviderError):
     """A provider refused the call because of its rate limit (HTTP 429 or a rate-limit note)."""
 
 
@@ -37,6 +41,10 @@ class UnknownSymbolError(StockmlError):
 
 class StoreError(StockmlError):
     """Reading from or writing to the object store failed."""
+
+
+class IngestError(StockmlError):
+    """An ingestion run finished, but at least one symbol failed (the message lists them)."""
 
 
 class FeatureError(StockmlError):
