@@ -63,3 +63,17 @@ def last_completed_session(now: pd.Timestamp | None = None) -> pd.Timestamp:
         if ny >= close:
             return day
     return pd.Timestamp(cal.date_to_session(day - pd.Timedelta(days=1), direction="previous"))
+
+
+def session_closes(start: date | str | pd.Timestamp, end: date | str | pd.Timestamp) -> pd.Series:
+    """Regular close (tz-aware UTC) of each NYSE session in ``[start, end]``, indexed by session.
+
+    Half days close early (e.g. 13:00 New York on the day after Thanksgiving).
+    """
+    days = sessions(start, end)
+    if len(days) == 0:
+        return pd.Series([], dtype="datetime64[ns, UTC]", index=days)
+    closes = _calendar().closes.loc[days[0] : days[-1]]
+    values = pd.DatetimeIndex(closes.to_numpy())
+    values = values.tz_localize("UTC") if values.tz is None else values.tz_convert("UTC")
+    return pd.Series(values, index=days)

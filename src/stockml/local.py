@@ -1,4 +1,4 @@
-"""Local stand-ins for the cloud, for the CLI's local mode and the tests: a moto S3 server."""
+"""Local stand-ins for the cloud, for the CLI's local mode and the tests: moto S3, an MLflow server."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
@@ -52,15 +53,47 @@ class LocalServer:
                 self.process.kill()
 
 
-def start_moto_server(port: int | None = None) -> LocalServer:
-    """Start ``moto_server`` (real HTTP S3 API) on 127.0.0.1 and wait until it answers."""
+def start_moto_server(port: int | None = None, detach: bool = False) -> LocalServer:
+    """Start ``moto_server`` (real HTTP S3 API) on 127.0.0.1 and wait until it answers.
+
+    ``detach=True`` starts it in its own session so it outlives the calling process
+    (``stockml local up``).
+    """
     port = port or free_port()
     process = subprocess.Popen(  # noqa: S603 - fixed argv
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=detach,
     )
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/moto-api/", process=process)
     logger.info("moto_server listening on %s", url)
+    return LocalServer(url=url, process=process)
+
+
+def start_mlflow_server(root: Path, port: int | None = None, timeout_s: float = 90.0) -> LocalServer:
+    """Start an MLflow tracking server (SQLite backend, artifacts under ``root``) on 127.0.0.1.
+
+    One uvicorn worker: the default four (plus a job runner) crowd a small machine.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    artifacts = root / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    # the child keeps its own copy of the log handle; the parent's closes with the block
+    with (root / "server.log").open("ab") as log:
+        process = subprocess.Popen(  # noqa: S603 - fixed argv
+            [
+                sys.executable, "-m", "mlflow", "server",
+                "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+                "--default-artifact-root", artifacts.as_uri(),
+                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/health", timeout_s=timeout_s, process=process)
+    logger.info("mlflow server listening on %s", url)
     return LocalServer(url=url, process=process)

@@ -78,6 +78,8 @@ class IngestSettings(BaseModel):
     backoff_s: float = 0.5
     timeout_s: float = 10.0
     batch_size: int = 25
+    # SQS queue of the scheduled fan-out (the template injects it); None = ingest inline
+    queue_url: str | None = None
 
 
 class ProviderUrls(BaseModel):
@@ -99,7 +101,14 @@ class ApiSettings(BaseModel):
     port: int = 8000
     cors_origins: list[str] = Field(default_factory=lambda: ["http://localhost:8501"])
     rate_limit_per_minute: int = 600
+    # "champion" reads <models_prefix>/champion.json; any other value names a bundle version
     model_version: str = "champion"
+    # a local bundle folder instead of the store (development, benchmarks)
+    bundle_dir: str | None = None
+    # how long a container keeps a symbol's latest feature rows before listing the store again
+    features_ttl_s: float = 300.0
+    # /symbols calls features fresh when their last date is at most this many sessions old
+    max_feature_age_sessions: int = 5
 
 
 class Settings(BaseSettings):

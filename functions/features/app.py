@@ -1,0 +1,32 @@
+"""Features Lambda: recompute the new days' features from raw bars into the features/ table.
+
+Event shapes (examples in ``events/features_*.json``):
+- EventBridge ``Scheduled Event`` (after ingestion): every symbol with raw bars.
+- anything else: a manual run, ``{"symbols": [...]}`` (optional).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from stockml.features import FeatureConfig
+from stockml.features.pipeline import update_features
+from stockml.settings import Settings
+from stockml.storage import Store
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = Settings()
+    symbols = None if event.get("detail-type") == "Scheduled Event" else event.get("symbols")
+    # errors propagate: Lambda marks the invocation failed, so retries and alarms fire
+    report = update_features(
+        Store.from_settings(settings.store), symbols, FeatureConfig.from_yaml()
+    )
+    logger.info("features updated", extra={"report": report.to_dict()})
+    return report.to_dict()

@@ -1,0 +1,342 @@
+"""Incremental, idempotent ingestion of daily bars into the store, and the scheduled fan-out.
+
+Per symbol, :func:`ingest`:
+
+1. finds the last stored date (object names only, no data read);
+2. does not call the provider at all when no NYSE session closed since then (a re-run the
+   same evening, at the weekend or on a holiday is free);
+3. otherwise fetches from the last stored date (one day of overlap) to the last completed
+   session;
+4. upserts the rows by (symbol, date), bad rows to quarantine, with the overlap day marked
+   "expected unchanged": a split changes the (split-adjusted) ``close`` of past days and a
+   dividend changes their ``adj_close``. When the overlap bar differs from the stored one,
+   the store writes nothing for that symbol (so a crash cannot leave a mixed basis), and
+   its whole history is re-fetched and replaced (new files first, then the swap).
+
+One symbol's failure does not stop the others; :meth:`IngestReport.raise_for_errors` then
+raises so that scheduled runs fail loudly (Lambda retries, DLQ, alarms).
+
+The fan-out: the schedule's "planner" call splits the universe into batches of
+``ingest.batch_size`` symbols and sends one SQS message per batch; each message is then one
+"batch" invocation (:func:`ingest_sqs_records`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any, TypeVar
+
+import pandas as pd
+
+from stockml.calendar import last_completed_session, sessions
+from stockml.errors import IngestError, StockmlError
+from stockml.providers.base import Provider
+from stockml.settings import Settings
+from stockml.storage import Store
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_WORKERS = 8
+# symbols validated and upserted together: bounds memory during a backfill
+_UPSERT_CHUNK = 100
+
+T = TypeVar("T")
+
+
+@dataclass
+class SymbolReport:
+    """What ingestion did for one symbol.
+
+    Attributes:
+        symbol: the ticker.
+        fetched: rows the provider returned.
+        written: rows new to the store or changed in it.
+        quarantined: rows rejected by validation.
+        skipped: True when no session closed since the last stored date (no provider call).
+        readjusted: True when a split/dividend made the full history be re-fetched.
+        error: the failure, ``"ErrorType: message"``; None when the symbol succeeded.
+    """
+
+    symbol: str
+    fetched: int = 0
+    written: int = 0
+    quarantined: int = 0
+    skipped: bool = False
+    readjusted: bool = False
+    error: str | None = None
+
+
+@dataclass
+class IngestReport:
+    """The outcome of one ingestion run: one :class:`SymbolReport` per symbol, in input order."""
+
+    end: pd.Timestamp
+    symbols: list[SymbolReport] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[SymbolReport]:
+        """Symbols that failed."""
+        return [s for s in self.symbols if s.error is not None]
+
+    def totals(self) -> dict[str, int]:
+        """Summed counts over all symbols."""
+        return {
+            "symbols": len(self.symbols),
+            "fetched": sum(s.fetched for s in self.symbols),
+            "written": sum(s.written for s in self.symbols),
+            "quarantined": sum(s.quarantined for s in self.symbols),
+            "skipped": sum(s.skipped for s in self.symbols),
+            "readjusted": sum(s.readjusted for s in self.symbols),
+            "failed": len(self.failed),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary."""
+        return {
+            "end": self.end.date().isoformat(),
+            "totals": self.totals(),
+            "symbols": [asdict(s) for s in self.symbols],
+        }
+
+    def raise_for_errors(self) -> None:
+        """Raise when any symbol failed (after all symbols were processed).
+
+        Raises:
+            IngestError: listing every failed symbol and its error.
+        """
+        if self.failed:
+            detail = "; ".join(f"{s.symbol}: {s.error}" for s in self.failed)
+            raise IngestError(
+                f"{len(self.failed)} of {len(self.symbols)} symbol(s) failed: {detail}"
+            )
+
+
+def ingest(
+    store: Store,
+    provider: Provider,
+    symbols: Sequence[str],
+    start: date | str | pd.Timestamp,
+    end: date | str | pd.Timestamp | None = None,
+    now: pd.Timestamp | None = None,
+    max_workers: int = _DEFAULT_WORKERS,
+    progress: Callable[[str], None] | None = None,
+) -> IngestReport:
+    """Bring the stored bars of ``symbols`` up to date; see the module docstring.
+
+    Symbols are fetched in parallel threads and upserted together in chunks (one validation,
+    one partition rewrite per symbol and year touched), so a daily run costs about one GET
+    and one PUT per symbol.
+
+    Args:
+        store: where bars live.
+        provider: where bars come from (often a FallbackProvider).
+        symbols: tickers to update.
+        start: first date of a symbol's history when nothing is stored yet.
+        end: last date wanted (default and upper bound: the last completed NYSE session).
+        now: the current time (default: now), for the last completed session.
+        max_workers: provider calls in parallel (I/O bound).
+        progress: called with each symbol once its fetch is done.
+
+    Returns:
+        IngestReport: per-symbol counts and errors. It never raises for one symbol's
+        failure; call ``raise_for_errors()`` to fail loudly.
+    """
+    target = last_completed_session(now)
+    if end is not None:
+        target = min(target, pd.Timestamp(end).normalize())
+    first = pd.Timestamp(start).normalize()
+    symbols = list(dict.fromkeys(symbols))
+    # one listing serves the whole run: this run is the only writer of these symbols
+    parts = store.list_parts(symbols=symbols)
+    last = store.last_dates(parts=parts)
+    reports = {s: SymbolReport(symbol=s) for s in symbols}
+
+    def fetch(symbol: str) -> pd.DataFrame | None:
+        try:
+            return _fetch_missing(provider, reports[symbol], first, target, last.get(symbol))
+        except StockmlError as exc:
+            logger.error("ingest %s: fetch failed: %s", symbol, exc)
+            reports[symbol].error = f"{type(exc).__name__}: {exc}"
+            return None
+        finally:
+            if progress is not None:
+                progress(symbol)
+
+    for i in range(0, len(symbols), _UPSERT_CHUNK):
+        chunk = symbols[i : i + _UPSERT_CHUNK]
+        fetched = dict(zip(chunk, _threads(fetch, chunk, max_workers), strict=True))
+        frames = {s: f for s, f in fetched.items() if f is not None and len(f)}
+        if not frames:
+            continue
+        # the overlap day must match what is stored; if not, the symbol's basis changed
+        overlap = {(s, last[s]) for s in frames if s in last}
+        try:
+            upserted = store.upsert_bars(
+                pd.concat(frames.values()), expect_unchanged=overlap, parts=parts
+            )
+        except StockmlError as exc:
+            for s in frames:
+                reports[s].error = f"{type(exc).__name__}: {exc}"
+            continue
+        for s in frames:
+            reports[s].written = upserted.new_by_symbol.get(s, 0) + upserted.changed_by_symbol.get(
+                s, 0
+            )
+            reports[s].quarantined = upserted.quarantined_by_symbol.get(s, 0)
+        for s in sorted(upserted.mismatched):
+            _readjust(store, provider, reports[s], first, target, last[s])
+
+    result = IngestReport(end=target, symbols=[reports[s] for s in symbols])
+    logger.info("ingest up to %s: %s", target.date(), result.totals())
+    return result
+
+
+def _fetch_missing(
+    provider: Provider,
+    report: SymbolReport,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    last: pd.Timestamp | None,
+) -> pd.DataFrame | None:
+    """The bars to upsert for one symbol (from the overlap day on), or None when up to date."""
+    if last is None:
+        if start > end:
+            report.skipped = True
+            return None
+        bars = provider.fetch_bars(report.symbol, start.date(), end.date())
+    elif len(sessions(last + pd.Timedelta(days=1), end)) == 0:
+        # nothing closed since the last stored day: do not even ask the provider
+        report.skipped = True
+        return None
+    else:
+        bars = provider.fetch_bars(report.symbol, last.date(), end.date())
+    report.fetched = len(bars)
+    return bars
+
+
+def _readjust(
+    store: Store,
+    provider: Provider,
+    report: SymbolReport,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    last: pd.Timestamp,
+) -> None:
+    """Re-fetch and replace a symbol's whole history after its adjustment basis changed."""
+    logger.warning(
+        "%s: the provider's bar of %s differs from the stored one (split/dividend): "
+        "re-fetching the whole history",
+        report.symbol,
+        last.date(),
+    )
+    try:
+        full = provider.fetch_bars(report.symbol, start.date(), end.date())
+        replaced = store.replace_bars(report.symbol, full)
+    except StockmlError as exc:
+        report.error = f"{type(exc).__name__}: {exc}"
+        return
+    report.fetched += len(full)
+    report.written = replaced.rows_valid
+    report.quarantined = replaced.rows_quarantined
+    report.readjusted = True
+
+
+def _threads(fn: Callable[[str], T], items: Sequence[str], max_workers: int) -> list[T]:
+    if len(items) <= 1 or max_workers <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+# ---------------------------------------------------------------------- entry points
+
+
+def plan_batches(symbols: Sequence[str], batch_size: int) -> list[list[str]]:
+    """Split the universe into batches of at most ``batch_size`` symbols (order kept)."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    unique = list(dict.fromkeys(symbols))
+    return [unique[i : i + batch_size] for i in range(0, len(unique), batch_size)]
+
+
+def ingest_symbols(
+    settings: Settings,
+    symbols: Sequence[str] | None = None,
+    start: date | str | None = None,
+    provider: Provider | None = None,
+    now: pd.Timestamp | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> IngestReport:
+    """Ingest ``symbols`` (default: the configured universe) with the configured store/providers."""
+    from stockml.providers import build_providers
+
+    return ingest(
+        Store.from_settings(settings.store),
+        provider or build_providers(settings),
+        symbols or settings.ingest.symbols,
+        start or settings.ingest.start,
+        now=now,
+        progress=progress,
+    )
+
+
+def enqueue_universe(settings: Settings, sqs: Any | None = None) -> dict[str, Any]:
+    """The planner: send the universe to the ingest queue as batches of ``ingest.batch_size``.
+
+    Args:
+        settings: ``ingest.symbols``, ``ingest.batch_size``, ``ingest.queue_url``.
+        sqs: a boto3 SQS client (default: a new one; endpoint from AWS_ENDPOINT_URL_SQS).
+
+    Returns:
+        ``{"batches": n, "symbols": m, "queue_url": url}``.
+
+    Raises:
+        IngestError: SQS refused some messages.
+    """
+    import boto3
+
+    queue_url = settings.ingest.queue_url
+    if not queue_url:
+        raise IngestError("ingest.queue_url is not set: the planner has no queue to fan out to")
+    sqs = sqs or boto3.client("sqs", region_name=settings.store.region)
+    batches = plan_batches(settings.ingest.symbols, settings.ingest.batch_size)
+    entries = [
+        {"Id": str(i), "MessageBody": json.dumps({"symbols": b})} for i, b in enumerate(batches)
+    ]
+    for i in range(0, len(entries), 10):  # SQS takes at most 10 messages per call
+        answer = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries[i : i + 10])
+        if answer.get("Failed"):
+            raise IngestError(
+                f"SQS refused {len(answer['Failed'])} batch message(s): {answer['Failed']}"
+            )
+    logger.info("planned %d batch(es) of %d symbol(s)", len(batches), len(settings.ingest.symbols))
+    return {"batches": len(batches), "symbols": sum(map(len, batches)), "queue_url": queue_url}
+
+
+def ingest_sqs_records(
+    records: Sequence[dict[str, Any]], settings: Settings, now: pd.Timestamp | None = None
+) -> dict[str, Any]:
+    """The batch worker: ingest the symbols of each SQS message.
+
+    Returns:
+        The SQS partial-batch answer ``{"batchItemFailures": [{"itemIdentifier": id}, ...]}``:
+        a message with any failed symbol is returned to the queue (retried, then sent to
+        the DLQ); the others are deleted.
+    """
+    failures: list[dict[str, str]] = []
+    for record in records:
+        try:
+            body = json.loads(record["body"])
+            report = ingest_symbols(
+                settings, symbols=body["symbols"], start=body.get("start"), now=now
+            )
+            report.raise_for_errors()
+        except (StockmlError, KeyError, ValueError) as exc:
+            logger.error("SQS message %s failed: %s", record.get("messageId"), exc)
+            failures.append({"itemIdentifier": record["messageId"]})
+    return {"batchItemFailures": failures}

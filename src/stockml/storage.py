@@ -1,0 +1,706 @@
+"""The S3 Parquet store: partitioned tables, atomic upserts, quarantine, plain objects.
+
+Layout (one bucket, any S3 endpoint: AWS, moto_server, LocalStack)::
+
+    <prefix>/symbol=<SYM>/year=<YYYY>/part-<version>_<first>_<last>_<rows>.parquet
+    <quarantine_prefix>/stage=<stage>/day=<YYYY-MM-DD>/<version>.parquet
+
+``<SYM>`` is the symbol escaped as Hive escapes partition values (``^GSPC`` ->
+``%5EGSPC``), so any ticker round-trips through the key. A daily update rewrites one small
+``symbol + year`` partition, never a symbol's whole history.
+
+How readers see only committed data (write new, then swap; never delete first):
+
+1. An upsert reads the partition's current file, merges the new rows (drop duplicates on the
+   key keeping the new row) and PUTs the merged partition as a NEW object whose ``version``
+   sorts after every existing one. A single S3 PUT is atomic: the object is either absent or
+   complete, and S3 listings are strongly consistent.
+2. Only then are the older files of that partition deleted (the swap).
+3. Readers list the partition and read only its NEWEST file; older files are ignored.
+
+A run that dies before step 1 completes leaves the old file as the newest: the previous data,
+intact. A run that dies between 1 and 2 leaves both files, and readers still see exactly one
+copy of each row (the new one); the next upsert of that partition deletes the leftovers. The
+object name also carries the partition's first/last date and row count, so ``last_dates``
+and ``summary`` need one LIST and no GET.
+
+Limits: one writer per symbol at a time (the ingestion fan-out gives each symbol to exactly
+one batch); two concurrent writers to one partition would make the last PUT win.
+
+S3 I/O goes through a per-Store boto3 client (no process-wide endpoint setting, so two
+stores on two endpoints never leak into each other) and is parallelised with threads; the
+Parquet (de)serialisation is pyarrow's.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import date
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import quote, unquote
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from stockml.errors import StoreError
+from stockml.schemas import KEY, coerce_bars, empty_bars, validate_bars
+from stockml.settings import StoreSettings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# part-<20-digit ns version>-<8 hex>_<first YYYYMMDD>_<last YYYYMMDD>_<rows>.parquet
+_PART_RE = re.compile(
+    r"^part-(?P<version>\d{20}-[0-9a-f]{8})_(?P<first>\d{8})_(?P<last>\d{8})_(?P<rows>\d+)\.parquet$"
+)
+_DEFAULT_WORKERS = 16
+_LIST_WHOLE_PREFIX_ABOVE = 20
+
+
+@dataclass(frozen=True)
+class PartFile:
+    """One data file of a partition, as its object name describes it."""
+
+    key: str
+    symbol: str
+    year: int
+    version: str
+    first: pd.Timestamp
+    last: pd.Timestamp
+    rows: int
+
+
+@dataclass(frozen=True)
+class UpsertReport:
+    """What one upsert did.
+
+    Attributes:
+        rows_valid: rows that passed validation and were offered to the store.
+        rows_new: of those, keys the store did not hold before.
+        rows_changed: keys the store held with different values (now replaced).
+        rows_quarantined: rows rejected by validation and written to quarantine.
+        partitions_written: partitions rewritten (0 when nothing changed).
+        new_by_symbol / changed_by_symbol / quarantined_by_symbol: the counts per symbol.
+        mismatched: symbols left untouched because a row expected unchanged differed.
+    """
+
+    rows_valid: int = 0
+    rows_new: int = 0
+    rows_changed: int = 0
+    rows_quarantined: int = 0
+    partitions_written: int = 0
+    new_by_symbol: dict[str, int] = field(default_factory=dict)
+    changed_by_symbol: dict[str, int] = field(default_factory=dict)
+    quarantined_by_symbol: dict[str, int] = field(default_factory=dict)
+    mismatched: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class _Merged:
+    """One partition after merging: the frame to write (None = unchanged) and its counts."""
+
+    symbol: str
+    year: int
+    frame: pd.DataFrame | None
+    new: int
+    changed: int
+    mismatch: bool
+
+
+def encode_symbol(symbol: str) -> str:
+    """The symbol as a partition value: Hive-style %XX escaping of everything unsafe."""
+    return quote(symbol, safe="-_.")
+
+
+def decode_symbol(value: str) -> str:
+    """Inverse of :func:`encode_symbol`."""
+    return unquote(value)
+
+
+def _new_version(after: str | None = None) -> str:
+    # ns clock + random suffix; bumped past ``after`` so a slow clock can never make a new
+    # file sort before the one it replaces
+    now = time.time_ns()
+    if after is not None:
+        now = max(now, int(after.split("-")[0]) + 1)
+    return f"{now:020d}-{uuid.uuid4().hex[:8]}"
+
+
+def _to_parquet(df: pd.DataFrame) -> bytes:
+    # tz-aware columns go through as naive UTC and are re-tagged in Arrow: pyarrow's own
+    # conversion calls a deprecated pandas path (Pandas4Warning)
+    aware = [c for c in df.columns if isinstance(df[c].dtype, pd.DatetimeTZDtype)]
+    plain = df.copy() if aware else df
+    for column in aware:
+        plain[column] = df[column].dt.tz_convert("UTC").dt.tz_localize(None)
+    table = pa.Table.from_pandas(plain, preserve_index=False)
+    for column in aware:
+        index = table.schema.get_field_index(column)
+        unit = table.schema.field(index).type.unit
+        table = table.set_column(index, column, table[column].cast(pa.timestamp(unit, tz="UTC")))
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+def _from_parquet(data: bytes) -> pd.DataFrame:
+    return pq.read_table(io.BytesIO(data)).to_pandas()
+
+
+def _naive_day(values: pd.Series) -> pd.Series:
+    """Timestamps as tz-naive days (UTC days for tz-aware ones, e.g. news ``published_at``)."""
+    values = pd.to_datetime(values)
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    return values.dt.normalize()
+
+
+def _key_hash(df: pd.DataFrame, key: Sequence[str]) -> np.ndarray:
+    """One uint64 per row for the key columns, equal across dtype variants of the same values.
+
+    Parquet round trips change dtypes (object -> str, ns -> us): normalise before hashing.
+    """
+    parts = {}
+    for column in key:
+        values = df[column]
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        if pd.api.types.is_datetime64_any_dtype(values.dtype):
+            parts[column] = values.astype("datetime64[ns]").astype("int64")
+        else:
+            parts[column] = values.astype(str).astype(object)
+    return pd.util.hash_pandas_object(pd.DataFrame(parts), index=False).to_numpy()
+
+
+def _date_column(df: pd.DataFrame) -> str:
+    for name in ("date", "published_at"):
+        if name in df.columns:
+            return name
+    raise StoreError(f"a table needs a 'date' or 'published_at' column; got {list(df.columns)}")
+
+
+class Store:
+    """Tables and objects in one S3 bucket; see the module docstring for the layout."""
+
+    def __init__(
+        self,
+        bucket: str,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        raw_prefix: str = "raw",
+        features_prefix: str = "features",
+        quarantine_prefix: str = "quarantine",
+        models_prefix: str = "models",
+        news_prefix: str = "news",
+        max_workers: int = _DEFAULT_WORKERS,
+    ) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.raw_prefix = raw_prefix.strip("/")
+        self.features_prefix = features_prefix.strip("/")
+        self.quarantine_prefix = quarantine_prefix.strip("/")
+        self.models_prefix = models_prefix.strip("/")
+        self.news_prefix = news_prefix.strip("/")
+        self.max_workers = max_workers
+        self._s3 = boto3.session.Session().client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            config=Config(
+                max_pool_connections=max_workers + 4,
+                retries={"max_attempts": 5, "mode": "standard"},
+            ),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: StoreSettings, max_workers: int = _DEFAULT_WORKERS) -> Store:
+        """A Store for ``settings`` (bucket, endpoint, region, prefixes)."""
+        return cls(
+            bucket=settings.bucket,
+            endpoint_url=settings.endpoint_url,
+            region=settings.region,
+            raw_prefix=settings.raw_prefix,
+            features_prefix=settings.features_prefix,
+            quarantine_prefix=settings.quarantine_prefix,
+            models_prefix=settings.models_prefix,
+            news_prefix=settings.news_prefix,
+            max_workers=max_workers,
+        )
+
+    def __repr__(self) -> str:
+        return f"Store(bucket={self.bucket!r}, endpoint_url={self.endpoint_url!r})"
+
+    # ------------------------------------------------------------------ objects
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Write one object (atomic: readers see the old or the new object, never a part)."""
+        self._call(
+            lambda: self._s3.put_object(Bucket=self.bucket, Key=key, Body=data), f"put {key}"
+        )
+
+    def get_bytes(self, key: str) -> bytes:
+        """Read one object.
+
+        Raises:
+            StoreError: the object does not exist or the read failed.
+        """
+        body = self._call(lambda: self._s3.get_object(Bucket=self.bucket, Key=key), f"get {key}")
+        return bytes(body["Body"].read())
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key under ``prefix`` (all pages), sorted."""
+        keys: list[str] = []
+
+        def run() -> None:
+            paginator = self._s3.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                keys.extend(obj["Key"] for obj in page.get("Contents", []))
+
+        self._call(run, f"list {prefix}")
+        return sorted(keys)
+
+    def put_folder(self, local_dir: str | Path, prefix: str) -> list[str]:
+        """Upload every file under ``local_dir`` to ``prefix/<relative path>``; returns the keys."""
+        root = Path(local_dir)
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+        keys = [f"{prefix.rstrip('/')}/{p.relative_to(root).as_posix()}" for p in files]
+        self._map(
+            lambda pair: self.put_bytes(pair[0], pair[1].read_bytes()),
+            list(zip(keys, files, strict=True)),
+        )
+        return keys
+
+    def get_folder(self, prefix: str) -> dict[str, bytes]:
+        """Every object under ``prefix/`` as ``{path relative to prefix: bytes}``."""
+        base = prefix.rstrip("/") + "/"
+        keys = self.list_keys(base)
+        blobs = self._map(self.get_bytes, keys)
+        return {key[len(base) :]: blob for key, blob in zip(keys, blobs, strict=True)}
+
+    # ------------------------------------------------------------------ tables
+
+    def read_bars(
+        self,
+        symbols: Sequence[str] | None = None,
+        start: date | str | pd.Timestamp | None = None,
+        end: date | str | pd.Timestamp | None = None,
+    ) -> pd.DataFrame:
+        """Stored raw bars, in the bar schema, sorted by (symbol, date).
+
+        Args:
+            symbols: only these symbols (default: all).
+            start: first date, inclusive (default: the beginning).
+            end: last date, inclusive (default: the end).
+        """
+        frame = self.read_table(self.raw_prefix, symbols, start, end)
+        if frame.empty:
+            return empty_bars()
+        return coerce_bars(frame).sort_values(KEY).reset_index(drop=True)
+
+    def upsert_bars(
+        self,
+        df: pd.DataFrame,
+        expect_unchanged: Iterable[tuple[object, ...]] = (),
+        parts: Sequence[PartFile] | None = None,
+    ) -> UpsertReport:
+        """Validate bars, quarantine the bad rows, upsert the good ones by (symbol, date).
+
+        Args:
+            df: bars of one or more symbols.
+            expect_unchanged: ``(symbol, date)`` keys that must match what is stored; see
+                :meth:`upsert_table`.
+            parts: the raw table's current files from :meth:`list_parts` (default: list).
+
+        Returns:
+            UpsertReport: counts of valid, new, changed and quarantined rows (also per symbol).
+        """
+        checked = validate_bars(df)
+        if len(checked.rejected):
+            self.write_quarantine(checked.rejected, stage=self.raw_prefix)
+        report = self.upsert_table(
+            self.raw_prefix, checked.valid, expect_unchanged=expect_unchanged
+        )
+        quarantined = checked.rejected.groupby(checked.rejected["symbol"].astype(str)).size()
+        return replace(
+            report,
+            rows_quarantined=len(checked.rejected),
+            quarantined_by_symbol={str(k): int(v) for k, v in quarantined.items()},
+        )
+
+    def replace_bars(self, symbol: str, df: pd.DataFrame) -> UpsertReport:
+        """Replace ALL stored bars of ``symbol`` by ``df`` (e.g. history re-adjusted after a split).
+
+        New files are written first; only then are the symbol's older files deleted, so a crash
+        leaves either the old or the new history readable. Bad rows go to quarantine.
+        """
+        checked = validate_bars(df)
+        if len(checked.rejected):
+            self.write_quarantine(checked.rejected, stage=self.raw_prefix)
+        valid = checked.valid[checked.valid["symbol"] == symbol]
+        if len(valid) != len(checked.valid):
+            raise StoreError(f"replace_bars({symbol!r}) got rows of other symbols")
+        old = self._parts(self.raw_prefix, [symbol])
+        old_rows = sum(p.rows for p in self._newest(old).values())
+        groups = [
+            ((symbol, int(year)), rows)
+            for year, rows in valid.groupby(valid["date"].dt.year, sort=True)
+        ]
+        written = self._write_partitions(
+            self.raw_prefix, groups, "date", self._newest(old), superseded=old, drop_untouched=True
+        )
+        return UpsertReport(
+            rows_valid=len(valid),
+            rows_new=max(len(valid) - old_rows, 0),
+            rows_changed=min(len(valid), old_rows),
+            rows_quarantined=len(checked.rejected),
+            partitions_written=written,
+        )
+
+    def last_dates(
+        self,
+        prefix: str | None = None,
+        symbols: Sequence[str] | None = None,
+        parts: Sequence[PartFile] | None = None,
+    ) -> dict[str, pd.Timestamp]:
+        """The last stored date per symbol under ``prefix`` (default raw), from LISTs only.
+
+        Args:
+            prefix: the table (default: raw bars).
+            symbols: only these; default: every symbol.
+            parts: a listing already made with :meth:`list_parts` (then nothing is listed).
+        """
+        if parts is None:
+            parts = self.list_parts(prefix, symbols)
+        out: dict[str, pd.Timestamp] = {}
+        for part in self._newest(parts).values():
+            if part.symbol not in out or part.last > out[part.symbol]:
+                out[part.symbol] = part.last
+        return out
+
+    def list_parts(
+        self, prefix: str | None = None, symbols: Sequence[str] | None = None
+    ) -> list[PartFile]:
+        """Every data file of a table (default raw), optionally of some symbols only.
+
+        A caller that lists once can hand the result to :meth:`last_dates` and
+        :meth:`upsert_bars` so that a daily run LISTs the bucket only once.
+        """
+        return self._parts(prefix or self.raw_prefix, symbols)
+
+    def summary(self, prefix: str | None = None) -> pd.DataFrame:
+        """Per symbol: ``rows, first, last, partitions`` under ``prefix`` (default raw), one LIST."""
+        newest = self._newest(self._parts(prefix or self.raw_prefix))
+        rows = [
+            {"symbol": p.symbol, "rows": p.rows, "first": p.first, "last": p.last}
+            for p in newest.values()
+        ]
+        if not rows:
+            return pd.DataFrame(columns=["symbol", "rows", "first", "last", "partitions"])
+        frame = pd.DataFrame(rows)
+        out = frame.groupby("symbol").agg(
+            rows=("rows", "sum"),
+            first=("first", "min"),
+            last=("last", "max"),
+            partitions=("rows", "size"),
+        )
+        return out.reset_index()
+
+    def read_table(
+        self,
+        prefix: str,
+        symbols: Sequence[str] | None = None,
+        start: date | str | pd.Timestamp | None = None,
+        end: date | str | pd.Timestamp | None = None,
+    ) -> pd.DataFrame:
+        """Rows of a partitioned table (raw/, features/, news/ ...), sorted by symbol and date.
+
+        Only partitions whose year overlaps ``[start, end]`` are read; rows are then cut to
+        the range on the table's ``date`` (or ``published_at``, by UTC day) column.
+        """
+        lo = None if start is None else pd.Timestamp(start).normalize()
+        hi = None if end is None else pd.Timestamp(end).normalize()
+        newest = self._newest(self._parts(prefix, symbols))
+        wanted = [
+            p
+            for p in newest.values()
+            if (lo is None or p.last >= lo) and (hi is None or p.first <= hi)
+        ]
+        if not wanted:
+            return pd.DataFrame()
+        frames = self._map(lambda p: _from_parquet(self.get_bytes(p.key)), wanted)
+        frame = pd.concat(frames, ignore_index=True)
+        column = _date_column(frame)
+        day = _naive_day(frame[column])
+        mask = pd.Series(True, index=frame.index)
+        if lo is not None:
+            mask &= day >= lo
+        if hi is not None:
+            mask &= day <= hi
+        return frame[mask].sort_values(["symbol", column]).reset_index(drop=True)
+
+    def upsert_table(
+        self,
+        prefix: str,
+        df: pd.DataFrame,
+        key: Sequence[str] = ("symbol", "date"),
+        expect_unchanged: Iterable[tuple[object, ...]] = (),
+        parts: Sequence[PartFile] | None = None,
+    ) -> UpsertReport:
+        """Insert or replace rows by ``key`` in ``prefix``, partitioned by symbol and year.
+
+        The year comes from the ``date`` column (``published_at`` for news). Partitions whose
+        merged content equals what is stored are not rewritten, so a re-run writes nothing.
+
+        Args:
+            prefix: the table.
+            df: rows to upsert (a later duplicate of a key wins).
+            key: the columns identifying a row.
+            expect_unchanged: keys whose stored values must equal the new ones (e.g. the
+                overlap day of an incremental fetch). When one differs, NOTHING of that
+                symbol is written and the symbol is listed in ``UpsertReport.mismatched``.
+
+        Raises:
+            StoreError: the frame lacks the key or date columns, or S3 failed.
+        """
+        if df.empty:
+            return UpsertReport()
+        key = list(key)
+        missing = [c for c in key if c not in df.columns]
+        if missing:
+            raise StoreError(f"upsert into {prefix!r}: missing key columns {missing}")
+        column = _date_column(df)
+        frozen = set(expect_unchanged)
+        new = df.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
+        symbols = sorted(new["symbol"].astype(str).unique())
+        existing = list(parts) if parts is not None else self._parts(prefix, symbols)
+        newest = self._newest(existing)
+        years = _naive_day(new[column]).dt.year
+        groups = [
+            ((str(symbol), int(year)), rows)
+            for (symbol, year), rows in new.groupby([new["symbol"].astype(str), years], sort=True)
+        ]
+
+        def merge(item: tuple[tuple[str, int], pd.DataFrame]) -> _Merged:
+            (symbol, year), rows = item
+            current = newest.get((symbol, year))
+            if current is None:
+                return _Merged(symbol, year, rows, len(rows), 0, False)
+            old = _from_parquet(self.get_bytes(current.key))
+            # vectorised key matching: the merge runs once per partition of a daily run
+            old_keys, new_keys = _key_hash(old, key), _key_hash(rows, key)
+            stored = np.isin(new_keys, old_keys)
+            differs: list[tuple[object, ...]] = []
+            if stored.any():
+                fresh = rows[stored]
+                prior = old.iloc[pd.Index(old_keys).get_indexer(new_keys[stored])]
+                same = np.ones(len(fresh), dtype=bool)
+                for c in (c for c in fresh.columns if c in old.columns and c not in key):
+                    a, b = prior[c].to_numpy(), fresh[c].to_numpy()
+                    same &= (a == b) | (pd.isna(a) & pd.isna(b))
+                differs = list(fresh.loc[~same, key].itertuples(index=False, name=None))
+            n_new = int((~stored).sum())
+            if n_new == 0 and not differs:
+                return _Merged(symbol, year, None, 0, 0, False)
+            keep = old[~np.isin(old_keys, new_keys)]
+            merged = pd.concat([keep, rows], ignore_index=True)
+            mismatch = bool(frozen.intersection(differs))
+            return _Merged(symbol, year, merged, n_new, len(differs), mismatch)
+
+        merged = self._map(merge, groups)
+        mismatched = frozenset(m.symbol for m in merged if m.mismatch)
+        if mismatched:
+            logger.warning(
+                "not upserting %s: stored rows expected unchanged differ", sorted(mismatched)
+            )
+        kept = [m for m in merged if m.symbol not in mismatched]
+        written = self._write_partitions(
+            prefix,
+            [((m.symbol, m.year), m.frame) for m in kept if m.frame is not None],
+            column,
+            newest,
+            superseded=existing,
+        )
+        new_by: dict[str, int] = defaultdict(int)
+        changed_by: dict[str, int] = defaultdict(int)
+        for m in kept:
+            new_by[m.symbol] += m.new
+            changed_by[m.symbol] += m.changed
+        return UpsertReport(
+            rows_valid=int(sum(len(rows) for (s, _), rows in groups if s not in mismatched)),
+            rows_new=sum(new_by.values()),
+            rows_changed=sum(changed_by.values()),
+            partitions_written=written,
+            new_by_symbol=dict(new_by),
+            changed_by_symbol=dict(changed_by),
+            mismatched=mismatched,
+        )
+
+    def write_quarantine(self, rejected: pd.DataFrame, stage: str) -> str | None:
+        """Write rejected rows (with their ``reason``) and the time of rejection to quarantine.
+
+        Returns:
+            The key written, or None when there was nothing to write.
+        """
+        if rejected.empty:
+            return None
+        now = pd.Timestamp.now(tz="UTC")
+        frame = rejected.copy()
+        if "reason" not in frame.columns:
+            raise StoreError("quarantined rows need a 'reason' column")
+        frame["stage"] = stage
+        frame["quarantined_at"] = now
+        key = (
+            f"{self.quarantine_prefix}/stage={encode_symbol(stage)}/day={now:%Y-%m-%d}/"
+            f"{_new_version()}.parquet"
+        )
+        self.put_bytes(key, _to_parquet(frame))
+        logger.warning("quarantined %d row(s) at stage %s: %s", len(frame), stage, key)
+        return key
+
+    def read_quarantine(self, stage: str | None = None) -> pd.DataFrame:
+        """Every quarantined row (optionally of one stage), oldest first."""
+        prefix = f"{self.quarantine_prefix}/"
+        if stage is not None:
+            prefix += f"stage={encode_symbol(stage)}/"
+        keys = [k for k in self.list_keys(prefix) if k.endswith(".parquet")]
+        if not keys:
+            return pd.DataFrame()
+        frames = self._map(lambda k: _from_parquet(self.get_bytes(k)), keys)
+        return (
+            pd.concat(frames, ignore_index=True)
+            .sort_values("quarantined_at")
+            .reset_index(drop=True)
+        )
+
+    # ------------------------------------------------------------------ internals
+
+    def _parts(self, prefix: str, symbols: Iterable[str] | None = None) -> list[PartFile]:
+        wanted = None if symbols is None else set(symbols)
+        if wanted is None or len(wanted) > _LIST_WHOLE_PREFIX_ABOVE:
+            # one paginated LIST (1000 keys a page) beats one LIST per symbol
+            prefixes = [f"{prefix}/"]
+        else:
+            prefixes = [f"{prefix}/symbol={encode_symbol(s)}/" for s in sorted(wanted)]
+        listed = self._map(self.list_keys, prefixes)
+        parts: list[PartFile] = []
+        for key in (k for keys in listed for k in keys):
+            part = self._parse(prefix, key)
+            if part is not None and (wanted is None or part.symbol in wanted):
+                parts.append(part)
+        return parts
+
+    @staticmethod
+    def _parse(prefix: str, key: str) -> PartFile | None:
+        pieces = key[len(prefix) + 1 :].split("/")
+        if (
+            len(pieces) != 3
+            or not pieces[0].startswith("symbol=")
+            or not pieces[1].startswith("year=")
+        ):
+            return None
+        match = _PART_RE.match(pieces[2])
+        if match is None:
+            return None
+        return PartFile(
+            key=key,
+            symbol=decode_symbol(pieces[0][len("symbol=") :]),
+            year=int(pieces[1][len("year=") :]),
+            version=match["version"],
+            first=pd.Timestamp(match["first"]),
+            last=pd.Timestamp(match["last"]),
+            rows=int(match["rows"]),
+        )
+
+    @staticmethod
+    def _newest(parts: Iterable[PartFile]) -> dict[tuple[str, int], PartFile]:
+        newest: dict[tuple[str, int], PartFile] = {}
+        for part in parts:
+            slot = (part.symbol, part.year)
+            if slot not in newest or part.version > newest[slot].version:
+                newest[slot] = part
+        return newest
+
+    def _write_partitions(
+        self,
+        prefix: str,
+        groups: Sequence[tuple[tuple[str, int], pd.DataFrame]],
+        column: str,
+        newest: dict[tuple[str, int], PartFile],
+        superseded: list[PartFile],
+        drop_untouched: bool = False,
+    ) -> int:
+        """PUT one new file per ``((symbol, year), rows)`` item, then delete superseded files.
+
+        ``superseded`` files of the partitions rewritten here are deleted; with
+        ``drop_untouched`` the others too (a full replacement of a symbol's history).
+        """
+
+        def write(item: tuple[tuple[str, int], pd.DataFrame]) -> None:
+            (symbol, year), rows = item
+            rows = rows.sort_values(["symbol", column]).reset_index(drop=True)
+            current = newest.get((symbol, year))
+            day = _naive_day(rows[column])
+            name = (
+                f"part-{_new_version(current.version if current else None)}"
+                f"_{day.min():%Y%m%d}_{day.max():%Y%m%d}_{len(rows)}.parquet"
+            )
+            key = f"{prefix}/symbol={encode_symbol(symbol)}/year={year}/{name}"
+            self.put_bytes(key, _to_parquet(rows))
+
+        self._map(write, groups)
+        # the swap: only after every new file is in place may the old ones go
+        touched = {slot for slot, _ in groups}
+        stale = [p.key for p in superseded if drop_untouched or (p.symbol, p.year) in touched]
+        self._delete_keys(stale)
+        return len(groups)
+
+    def _delete_keys(self, keys: Sequence[str]) -> None:
+        for i in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
+            batch = [{"Key": k} for k in keys[i : i + 1000]]
+            answer = self._call(
+                partial(
+                    self._s3.delete_objects,
+                    Bucket=self.bucket,
+                    Delete={"Objects": batch, "Quiet": True},
+                ),
+                f"delete {len(batch)} superseded file(s)",
+            )
+            if answer.get("Errors"):
+                # harmless for readers (they read the newest file only); the next upsert retries
+                logger.warning(
+                    "could not delete %d superseded file(s): %s",
+                    len(answer["Errors"]),
+                    answer["Errors"][:3],
+                )
+
+    def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        if len(items) <= 1:
+            return [fn(item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(items))) as pool:
+            return list(pool.map(fn, items))
+
+    def _call(self, fn: Callable[[], T], what: str) -> T:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn()
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreError(f"s3://{self.bucket}: {what} failed: {exc}") from exc

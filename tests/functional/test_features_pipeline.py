@@ -1,0 +1,167 @@
+"""The incremental feature update and the features Lambda, against a real moto_server."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stockml.features import FeatureConfig, build_features, feature_columns, target_columns
+from stockml.features.pipeline import update_features
+from stockml.local import LocalServer
+from stockml.schemas import BAR_COLUMNS
+from stockml.settings import StoreSettings
+from stockml.storage import Store
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = FeatureConfig()
+
+
+@pytest.fixture(scope="module")
+def history() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """MSFT 2012-2017 (pmdarima) and ^GSPC/^IXIC (arch) of the same years, bar schema."""
+    from arch.data import nasdaq, sp500
+    from pmdarima.datasets import load_msft
+
+    raw = load_msft()
+    msft = pd.DataFrame(
+        {
+            "symbol": "MSFT",
+            "date": pd.to_datetime(raw["Date"]),
+            "open": raw["Open"],
+            "high": raw["High"],
+            "low": raw["Low"],
+            "close": raw["Close"],
+            "adj_close": raw["Close"],
+            "volume": raw["Volume"].astype("float64"),
+            "source": "pmdarima",
+        }
+    )
+    market = []
+    for symbol, data in (("^GSPC", sp500.load()), ("^IXIC", nasdaq.load())):
+        frame = data.reset_index().rename(
+            columns={
+                "Date": "date",
+                "Open": "open",
+                "High": "high",
+                "Low": "low",
+                "Close": "close",
+                "Adj Close": "adj_close",
+                "Volume": "volume",
+            }
+        )
+        market.append(
+            frame.assign(symbol=symbol, source="arch", volume=frame["volume"].astype("float64"))
+        )
+    market_bars = pd.concat(market)[BAR_COLUMNS]
+    keep = lambda f: f[(f["date"] >= "2012-01-01") & (f["date"] <= "2017-11-10")]  # noqa: E731
+    return keep(msft)[BAR_COLUMNS].reset_index(drop=True), keep(market_bars).reset_index(drop=True)
+
+
+def test_incremental_update_equals_a_full_recompute(store_settings: StoreSettings, history) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN raw bars up to 2017-06-30 in the store, and their features computed
+    msft, market = history
+    store = Store.from_settings(store_settings)
+    cut = pd.Timestamp("2017-06-30")
+    store.upsert_bars(pd.concat([msft[msft["date"] <= cut], market[market["date"] <= cut]]))
+    first = update_features(store, ["MSFT"], CONFIG)
+    assert first.rows["MSFT"] == (msft["date"] <= cut).sum() - CONFIG.warmup_rows()
+    # WHEN later bars arrive and the update runs again
+    store.upsert_bars(pd.concat([msft[msft["date"] > cut], market[market["date"] > cut]]))
+    second = update_features(store, ["MSFT"], CONFIG)
+    # THEN only the new days (+ the last H stored rows, whose targets are now known) were written
+    new_days = int((msft["date"] > cut).sum())
+    assert second.rows["MSFT"] == new_days + CONFIG.horizon
+    # AND the stored table equals a full recompute over the whole history
+    stored = store.read_table(store.features_prefix, ["MSFT"]).reset_index(drop=True)
+    full = build_features(msft, market, None, CONFIG)
+    assert stored["date"].tolist() == full["date"].tolist()
+    cols = feature_columns(CONFIG) + target_columns(CONFIG)
+    np.testing.assert_allclose(
+        stored[cols].to_numpy(float), full[cols].to_numpy(float), rtol=1e-8, atol=1e-10
+    )
+    # the formerly last rows now carry their targets
+    assert stored["target_1"].isna().sum() == 1
+    # AND a re-run with nothing new writes nothing
+    assert update_features(store, ["MSFT"], CONFIG).rows == {}
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "stockml-dev-FeaturesFunction"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = (
+        "arn:aws:lambda:us-east-1:123456789012:function:stockml-dev-FeaturesFunction"
+    )
+    aws_request_id: str = "0c7f3c1e-6f55-4bb9-8d0e-5a2b7a6a3d11"
+
+
+def load_handler() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "features_app", REPO / "functions/features/app.py"
+    )
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.lambda_handler
+
+
+@pytest.mark.parametrize("event_file", ["features_schedule.json", "features_manual.json"])
+def test_the_lambda_updates_features_from_its_event(
+    monkeypatch: pytest.MonkeyPatch,
+    store_settings: StoreSettings,
+    moto_server: LocalServer,
+    history,
+    event_file: str,
+) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN the environment template.yaml injects, and raw bars of MSFT and too few of NEW
+    monkeypatch.setenv("STOCKML_STORE__BUCKET", store_settings.bucket)
+    monkeypatch.setenv("STOCKML_STORE__ENDPOINT_URL", moto_server.url)
+    msft, market = history
+    store = Store.from_settings(store_settings)
+    short = msft.iloc[-10:].assign(symbol="NEW")
+    store.upsert_bars(pd.concat([msft[msft["date"] >= "2016-01-01"], market, short]))
+    event = json.loads((REPO / "events" / event_file).read_text())
+    # WHEN the handler runs in-process
+    result = load_handler()(event, LambdaContext())
+    # THEN MSFT's features are stored; NEW is skipped (scheduled run) with its reason
+    expected = int((msft["date"] >= "2016-01-01").sum()) - CONFIG.warmup_rows()
+    assert result["rows"]["MSFT"] == expected
+    stored = store.read_table(store.features_prefix, ["MSFT"])
+    assert len(stored) == expected
+    if event_file == "features_schedule.json":
+        assert "NEW" in result["skipped"]
+        assert set(result["rows"]) == {"MSFT", "^GSPC", "^IXIC"}
+
+
+def test_the_cli_command_updates_the_named_symbols(
+    monkeypatch: pytest.MonkeyPatch,
+    store_settings: StoreSettings,
+    moto_server: LocalServer,
+    history,
+) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN raw bars of MSFT and the indices in a local S3, named by the environment
+    from typer.testing import CliRunner
+
+    from stockml.cli import app
+
+    monkeypatch.setenv("STOCKML_STORE__BUCKET", store_settings.bucket)
+    monkeypatch.setenv("STOCKML_STORE__ENDPOINT_URL", moto_server.url)
+    msft, market = history
+    recent = lambda f: f[f["date"] >= "2017-01-01"]  # noqa: E731
+    Store.from_settings(store_settings).upsert_bars(pd.concat([recent(msft), recent(market)]))
+    # WHEN
+    result = CliRunner().invoke(app, ["features", "--symbols", "MSFT"])
+    # THEN only MSFT's features were written, and the table says how many rows
+    assert result.exit_code == 0, result.output
+    rows = int((recent(msft)["date"]).size) - CONFIG.warmup_rows()
+    assert "MSFT" in result.output and str(rows) in result.output
+    store = Store.from_settings(store_settings)
+    assert set(store.last_dates(store.features_prefix)) == {"MSFT"}
