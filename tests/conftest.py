@@ -55,3 +55,7 @@ def store_settings(moto_server: LocalServer) -> StoreSettings:
 def settings(store_settings: StoreSettings) -> Settings:
     """Settings pointing at a fresh bucket; everything else from configs/config.yaml."""
     return Settings(store=store_settings)
+
+
+# the prediction API's session fixtures (one bundle build shared by its unit/functional/integration tests)
+pytest_plugins = ["utils.api_fixtures"]

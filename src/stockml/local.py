@@ -77,6 +77,7 @@ def start_mlflow_server(root: Path, port: int | None = None, timeout_s: float = 
 
     One uvicorn worker: the default four (plus a job runner) crowd a small machine.
     """
+    root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     artifacts = root / "artifacts"

@@ -1,0 +1,304 @@
+"""Serving figures of the prediction API, against a local moto_server and a real small bundle.
+
+1. warm latency through the Lambda handler (Mangum, in-process): ``POST /predict/MSFT``
+   beside the trivial ``GET /version`` (p50/p99 and their ratio); plus the model run alone
+   (``Predictor.predict``, no cache) to show what a cache miss costs;
+2. cold start of a fresh process (import the handler + read and verify the bundle from S3 +
+   create the ONNX sessions) beside a bare ``import fastapi, mangum, onnxruntime`` process;
+3. HTTP throughput under uvicorn (``stockml serve``) with a bounded loopback load from a
+   Python keep-alive client (fixed duration, fixed threads): /predict vs /version;
+4. the deployment artefact: installed size of stockml's core + ``serving`` extra
+   dependencies, against Lambda's 250 MB unzipped zip limit.
+
+    python benchmarks/serve.py [--requests 2000] [--seconds 3] [--threads 4]
+
+Goals: predict p99 <= 5 ms; cold start <= 2x bare imports; /predict >= 0.5x trivial
+throughput. The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+
+import boto3
+import numpy as np
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the bundle builder shared with the tests
+
+from stockml.local import free_port, start_moto_server, wait_http  # noqa: E402
+from stockml.storage import Store  # noqa: E402
+from utils.serving_bundle import build_bundle, publish  # noqa: E402
+
+ZIP_LIMIT_MB = 250
+
+
+def percentiles(samples_s: list[float]) -> tuple[float, float]:
+    ms = np.asarray(samples_s) * 1000
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def event(name: str) -> dict:
+    return json.loads((REPO / "events" / f"api_{name}_v2.json").read_text())
+
+
+def handler_latency(env: dict[str, str], n: int) -> dict[str, float]:
+    """Warm p50/p99 through the handler, imported in this process."""
+    import importlib.util
+
+    os.environ.update(env)
+    spec = importlib.util.spec_from_file_location("api_app", REPO / "functions/api/app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    class Context:
+        aws_request_id = "bench"
+
+    out: dict[str, float] = {}
+    for name in ("predict", "version"):
+        ev = event(name)
+        first = time.perf_counter()
+        assert module.handler(ev, Context())["statusCode"] == 200
+        out[f"{name}_first_ms"] = 1000 * (time.perf_counter() - first)
+        for _ in range(50):  # warm-up
+            module.handler(ev, Context())
+        samples = []
+        for _ in range(n):
+            t = time.perf_counter()
+            module.handler(ev, Context())
+            samples.append(time.perf_counter() - t)
+        out[f"{name}_p50_ms"], out[f"{name}_p99_ms"] = percentiles(samples)
+    # the model run alone: what a cache miss adds (features already in memory)
+    service = module.app.state.serving.service
+    rows = service.features.latest("MSFT", service.predictor.rows_needed)
+    samples = []
+    for _ in range(n // 4):
+        t = time.perf_counter()
+        service.predictor.predict(rows)
+        samples.append(time.perf_counter() - t)
+    out["model_run_p50_ms"], out["model_run_p99_ms"] = percentiles(samples)
+    return out
+
+
+def timed_process(code: str, env: dict[str, str], repeats: int) -> float:
+    """Median wall time of a fresh interpreter running ``code`` (interpreter start included)."""
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, cwd=REPO, check=True, capture_output=True
+        )
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def cold_start(env: dict[str, str], repeats: int) -> dict[str, float]:
+    full_env = {**os.environ, **env}
+    handler = (
+        "import importlib.util as u; s = u.spec_from_file_location('app', 'functions/api/app.py'); "
+        "m = u.module_from_spec(s); s.loader.exec_module(m); "
+        "assert m.app.state.serving.service is not None, m.app.state.serving.error"
+    )
+    bare = "import fastapi, mangum, onnxruntime"
+    # context: what reading Parquet from S3 costs anywhere (pandas + an S3 client) and the
+    # NYSE calendar, which the handler needs on top of the bare imports
+    data_stack = (
+        "import fastapi, mangum, onnxruntime, pandas, boto3; boto3.client('s3'); "
+        "from stockml import calendar; calendar.next_sessions('2024-01-02', 1)"
+    )
+    timed_process(bare, full_env, 1)  # warm the OS file cache for both
+    return {
+        "cold_start_s": timed_process(handler, full_env, repeats),
+        "bare_import_s": timed_process(bare, full_env, repeats),
+        "data_stack_s": timed_process(data_stack, full_env, repeats),
+    }
+
+
+def load(
+    url_host: str,
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None,
+    seconds: float,
+    threads: int,
+) -> float:
+    """Requests per second over ``seconds`` from ``threads`` keep-alive connections."""
+    done = [0] * threads
+    stop = time.perf_counter() + seconds
+    headers = {"Content-Type": "application/json"} if body else {}
+
+    def worker(i: int) -> None:
+        conn = http.client.HTTPConnection(url_host, port, timeout=30)
+        while time.perf_counter() < stop:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{method} {path}: HTTP {response.status}")
+            done[i] += 1
+        conn.close()
+
+    started = time.perf_counter()
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return sum(done) / (time.perf_counter() - started)
+
+
+def throughput(env: dict[str, str], seconds: float, threads: int) -> dict[str, float]:
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603 - fixed argv
+        [sys.executable, "-m", "stockml.cli", "serve", "--port", str(port)],
+        env={**os.environ, **env},
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", timeout_s=90, process=process)
+        body = json.dumps({"days": 3}).encode()
+        load("127.0.0.1", port, "POST", "/predict/MSFT", body, 0.5, threads)  # warm-up
+        return {
+            "trivial_rps": load("127.0.0.1", port, "GET", "/version", None, seconds, threads),
+            "predict_rps": load("127.0.0.1", port, "POST", "/predict/MSFT", body, seconds, threads),
+        }
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def installed_mb(requirement: str) -> tuple[float, dict[str, float]]:
+    """Installed size of a requirement's dependency closure (from the venv's RECORD files)."""
+    seen: dict[str, float] = {}
+    stack = [Requirement(requirement)]
+    while stack:
+        req = stack.pop()
+        key = canonicalize_name(req.name)
+        if key in seen:
+            continue
+        try:
+            dist = distribution(req.name)
+        except PackageNotFoundError:
+            continue
+        size = sum((f.size or 0) for f in dist.files or [])
+        seen[key] = size / 1e6
+        extras = set(req.extras) | {""}
+        for raw in dist.requires or []:
+            child = Requirement(raw)
+            if child.marker is None or any(child.marker.evaluate({"extra": e}) for e in extras):
+                stack.append(child)
+    seen.pop("stockml", None)
+    return sum(seen.values()), dict(sorted(seen.items(), key=lambda kv: -kv[1])[:6])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    server = start_moto_server()
+    try:
+        bucket = f"bench-{uuid.uuid4().hex[:8]}"
+        boto3.client("s3", endpoint_url=server.url, region_name="us-east-1").create_bucket(
+            Bucket=bucket
+        )
+        store = Store(bucket, endpoint_url=server.url)
+        with tempfile.TemporaryDirectory() as tmp:
+            built = build_bundle(Path(tmp) / "bundle")
+            publish(store, built)
+        env = {
+            "STOCKML_STORE__BUCKET": bucket,
+            "STOCKML_STORE__ENDPOINT_URL": server.url,
+            "STOCKML_API__RATE_LIMIT_PER_MINUTE": "0",
+            "STOCKML_API_KEY": "local-test-key",  # the events carry this key
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+        }
+        cold = cold_start(env, args.repeats)
+        env.pop("STOCKML_API_KEY")
+        rps = throughput(env, args.seconds, args.threads)
+        env["STOCKML_API_KEY"] = "local-test-key"
+        warm = handler_latency(env, args.requests)
+    finally:
+        server.stop()
+    artefact_mb, biggest = installed_mb("stockml[serving]")
+
+    p99_ratio = warm["predict_p99_ms"] / warm["version_p99_ms"]
+    cold_ratio = cold["cold_start_s"] / cold["bare_import_s"]
+    rps_ratio = rps["predict_rps"] / rps["trivial_rps"]
+    print(
+        f"warm handler  /predict p50 {warm['predict_p50_ms']:.3f} ms  p99 {warm['predict_p99_ms']:.3f} ms "
+        f"(first call {warm['predict_first_ms']:.1f} ms)"
+    )
+    print(
+        f"warm handler  /version p50 {warm['version_p50_ms']:.3f} ms  p99 {warm['version_p99_ms']:.3f} ms"
+    )
+    print(f"  predict/trivial p99 ratio {p99_ratio:.2f}   (goal: predict p99 <= 5 ms)")
+    print(
+        f"model run alone (cache miss, 2 ONNX models + ensemble) p50 {warm['model_run_p50_ms']:.3f} ms "
+        f"p99 {warm['model_run_p99_ms']:.3f} ms"
+    )
+    print(
+        f"cold start {cold['cold_start_s']:.3f} s vs bare imports {cold['bare_import_s']:.3f} s: "
+        f"ratio {cold_ratio:.2f} (goal <= 2); bare + pandas + S3 client + NYSE calendar: "
+        f"{cold['data_stack_s']:.3f} s"
+    )
+    print(
+        f"HTTP ({args.threads} threads, {args.seconds:.0f} s): /predict {rps['predict_rps']:.0f} req/s, "
+        f"/version {rps['trivial_rps']:.0f} req/s: ratio {rps_ratio:.2f} (goal >= 0.5)"
+    )
+    print(
+        f"artefact: core + serving extra installed {artefact_mb:.0f} MB (zip limit {ZIP_LIMIT_MB} MB) "
+        f"-> {'container image' if artefact_mb > ZIP_LIMIT_MB else 'zip'}; largest {biggest}"
+    )
+    print(
+        json.dumps(
+            {
+                "predict_p50_ms": round(warm["predict_p50_ms"], 4),
+                "predict_p99_ms": round(warm["predict_p99_ms"], 4),
+                "trivial_p50_ms": round(warm["version_p50_ms"], 4),
+                "trivial_p99_ms": round(warm["version_p99_ms"], 4),
+                "predict_to_trivial_p99_ratio": round(p99_ratio, 3),
+                "model_run_p50_ms": round(warm["model_run_p50_ms"], 4),
+                "model_run_p99_ms": round(warm["model_run_p99_ms"], 4),
+                "cold_start_s": round(cold["cold_start_s"], 3),
+                "bare_import_s": round(cold["bare_import_s"], 3),
+                "cold_start_ratio": round(cold_ratio, 3),
+                "data_stack_s": round(cold["data_stack_s"], 3),
+                "predict_rps": round(rps["predict_rps"], 1),
+                "trivial_rps": round(rps["trivial_rps"], 1),
+                "throughput_ratio": round(rps_ratio, 3),
+                "artefact_mb": round(artefact_mb, 1),
+                "package_type": "Image" if artefact_mb > ZIP_LIMIT_MB else "Zip",
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

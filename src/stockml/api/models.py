@@ -1,0 +1,136 @@
+"""Request and response models of the prediction API (they make its OpenAPI schema).
+
+``PredictionResponse`` keeps the design document's contract (``symbol``, ``predictions`` as
+``{model: [close, ...]}``, ``metrics`` as ``{model: {...}}``) and adds the forecast dates,
+intervals, the last close used, its date and the model version beside them.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+SYMBOL_PATTERN = r"^[A-Z0-9.^=-]{1,12}$"
+# the static bound of the schema; the bundle's horizon H (<= this) is checked per request
+MAX_DAYS = 30
+MAX_HISTORY = 1000
+
+ModelMetrics = dict[str, float | None]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable error code, e.g. unknown_symbol.")
+    message: str
+    request_id: str | None = None
+    details: list[dict[str, object]] | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Body of every 4xx/5xx answer."""
+
+    error: ErrorDetail
+
+
+class PredictionRequest(BaseModel):
+    """Body of ``POST /predict/{symbol}``."""
+
+    days: int = Field(
+        default=1, ge=1, le=MAX_DAYS, description="Sessions ahead, 1..H of the bundle."
+    )
+    models: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=16,
+        description="Model names; default all and the ensemble.",
+    )
+
+    model_config = {"extra": "forbid"}
+
+
+class IntervalBand(BaseModel):
+    """Price bounds per forecast day at ``level`` (conformal residual quantiles)."""
+
+    level: float | None
+    lower: list[float]
+    upper: list[float]
+
+
+class PredictionResponse(BaseModel):
+    symbol: str
+    predictions: dict[str, list[float]] = Field(
+        description="Predicted closes per model, one per date."
+    )
+    metrics: dict[str, ModelMetrics] = Field(
+        description="Evaluation metrics per model (from the bundle)."
+    )
+    dates: list[date] = Field(description="NYSE sessions the predictions are for.")
+    intervals: dict[str, IntervalBand]
+    last_close: float
+    last_date: date
+    model_version: str
+
+
+class HistoryPoint(BaseModel):
+    date: date
+    close: float
+
+
+class PlotResponse(BaseModel):
+    """What a chart needs: recent closes, predictions per model, interval bands."""
+
+    symbol: str
+    model_version: str
+    history: list[HistoryPoint]
+    dates: list[date]
+    predictions: dict[str, list[float]]
+    intervals: dict[str, IntervalBand]
+
+
+class MetricsResponse(BaseModel):
+    symbol: str
+    model_version: str
+    scope: Literal["symbol", "pooled"] = Field(
+        description="Metrics of this symbol, or pooled over symbols."
+    )
+    models: dict[str, ModelMetrics]
+    baselines: dict[str, ModelMetrics]
+
+
+class SymbolInfo(BaseModel):
+    symbol: str
+    last_date: date
+    age_sessions: int
+    fresh: bool
+
+
+class SymbolsResponse(BaseModel):
+    model_version: str
+    symbols: list[SymbolInfo]
+
+
+class DependencyStatus(BaseModel):
+    ok: bool
+    detail: str | None = None
+    version: str | None = None
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok", "unavailable"]
+    bundle: DependencyStatus
+    store: DependencyStatus
+
+
+class VersionResponse(BaseModel):
+    package: str
+    model_version: str | None
+    git_commit: str | None = Field(description="Commit of the serving code (STOCKML_GIT_COMMIT).")
+    model_git_commit: str | None = Field(description="Commit the bundle was trained from.")
+
+
+class InfoResponse(BaseModel):
+    name: str
+    version: str
+    docs: str
+    endpoints: list[str]

@@ -1,0 +1,49 @@
+"""What can be predicted and how well: ``GET /symbols`` and ``GET /metrics/{symbol}``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from stockml.api.deps import PROTECTED, ServiceDep, SymbolPath
+from stockml.api.models import ErrorResponse, MetricsResponse, SymbolInfo, SymbolsResponse
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (401, 404, 422, 429, 503)
+}
+router = APIRouter(tags=["models"], dependencies=PROTECTED, responses=ERRORS)
+
+
+@router.get(
+    "/symbols", response_model=SymbolsResponse, summary="Symbols with a model and stored features"
+)
+def symbols(service: ServiceDep) -> SymbolsResponse:
+    return SymbolsResponse(
+        model_version=service.version,
+        symbols=[
+            SymbolInfo(
+                symbol=s.symbol,
+                last_date=s.last_date.date(),
+                age_sessions=s.age_sessions,
+                fresh=s.fresh,
+            )
+            for s in service.symbols()
+        ],
+    )
+
+
+@router.get(
+    "/metrics/{symbol}",
+    response_model=MetricsResponse,
+    summary="Model metrics beside the baselines",
+)
+async def metrics(symbol: SymbolPath, service: ServiceDep) -> MetricsResponse:
+    service.check_symbol(symbol)
+    scope, table = service.predictor.metrics_for(symbol)
+    models = set(service.predictor.model_names)
+    return MetricsResponse(
+        symbol=symbol,
+        model_version=service.version,
+        scope=scope,  # type: ignore[arg-type]
+        models={k: v for k, v in table.items() if k in models},
+        baselines={k: v for k, v in table.items() if k not in models},
+    )

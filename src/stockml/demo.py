@@ -1,0 +1,132 @@
+"""The whole pipeline on one machine: ingest -> features -> train/evaluate -> serve -> predict.
+
+Used by ``stockml demo`` (and its end-to-end test). The caller provides Settings whose store
+points at a running S3 endpoint (the CLI starts a local moto_server).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from stockml.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def run_demo(
+    settings: Settings,
+    console: Console,
+    *,
+    symbol: str = "MSFT",
+    days: int = 5,
+    port: int = 0,
+    serve_after: bool = False,
+) -> dict[str, Any]:
+    """Run every stage on ``settings.store`` and return the served prediction.
+
+    Args:
+        settings: process settings; ``store`` must point at a reachable bucket.
+        console: where progress and results are printed.
+        symbol: the symbol trained on and predicted (it must be in ``ingest.symbols``).
+        days: trading days to predict.
+        port: API port on 127.0.0.1 (0 = any free port).
+        serve_after: keep serving until interrupted after printing the prediction.
+
+    Returns:
+        The ``POST /predict/{symbol}`` response body.
+    """
+    from stockml.features import FeatureConfig
+    from stockml.features.pipeline import update_features
+    from stockml.ingest import ingest_symbols
+    from stockml.storage import Store
+    from stockml.tracking import tracking_server
+    from stockml.train import run_training
+
+    symbols = list(dict.fromkeys([*settings.ingest.symbols, symbol]))
+    console.rule(f"1/5 ingest {', '.join(symbols)} (providers: {settings.ingest.providers})")
+    report = ingest_symbols(settings, symbols=symbols)
+    report.raise_for_errors()
+    console.print(_table("raw bars in the store", Store.from_settings(settings.store).summary("raw")))
+
+    console.rule("2/5 features")
+    started = time.perf_counter()
+    features = update_features(Store.from_settings(settings.store), None, FeatureConfig.from_yaml())
+    console.print(
+        f"feature rows written: {sum(features.rows.values())} "
+        f"({time.perf_counter() - started:.1f} s); skipped: {features.skipped or 'none'}"
+    )
+
+    console.rule("3/5 train, evaluate walk-forward against the baselines, log to MLflow, export ONNX")
+    with tracking_server(settings.mlflow.tracking_uri) as uri:
+        summary = run_training(settings, [symbol], tracking_uri=uri)
+        console.print(f"MLflow: {uri}  run {summary['mlflow']['run_id'] if summary['mlflow'] else '-'}")
+    console.print_json(json.dumps({k: summary[k] for k in ("version", "gate", "walk_forward_ensemble")}, default=str))
+    if summary["promoted"]:
+        settings.api.model_version = "champion"
+    else:
+        # honest about it: the gate refused the model, so it is served by version, not as champion
+        console.print(f"[yellow]not promoted to champion ({summary['gate']}); serving version {summary['version']} for the demo[/]")
+        settings.api.model_version = str(summary["version"])
+
+    console.rule("4/5 serve the bundle (FastAPI + ONNX Runtime under uvicorn)")
+    server, thread, url = _start_api(settings, port)
+    try:
+        console.print(f"API: {url}  health: {httpx.get(url + '/health', timeout=30).json()}")
+        console.rule(f"5/5 POST /predict/{symbol}")
+        response = httpx.post(f"{url}/predict/{symbol}", json={"days": days}, timeout=60)
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        console.print(_prediction_table(body))
+        console.print_json(json.dumps(body))
+        if serve_after:
+            console.print(f"serving on {url} (docs: {url}/docs); Ctrl-C stops")
+            while thread.is_alive():
+                thread.join(1.0)
+        return body
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _start_api(settings: Settings, port: int) -> tuple[Any, threading.Thread, str]:
+    import uvicorn
+
+    from stockml.api import create_app
+    from stockml.local import free_port, wait_http
+
+    port = port or free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="stockml-api", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/health", timeout_s=60)
+    return server, thread, url
+
+
+def _table(title: str, frame: Any) -> Table:
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(str(column))
+    for row in frame.itertuples(index=False):
+        table.add_row(*[str(v) for v in row])
+    return table
+
+
+def _prediction_table(body: dict[str, Any]) -> Table:
+    dates = body.get("dates", [])
+    table = Table(title=f"{body['symbol']}: last close {body.get('last_close')} on {body.get('last_date')}, model {body.get('model_version')}")
+    table.add_column("model")
+    for day in dates:
+        table.add_column(str(day), justify="right")
+    for name, closes in body["predictions"].items():
+        table.add_row(name, *[f"{c:.2f}" for c in closes])
+    return table

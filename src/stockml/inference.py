@@ -1,0 +1,547 @@
+"""Serving-side prediction: ONNX Runtime over a verified bundle, features from the store.
+
+This module is the whole serving hot path and imports no training library (torch, xgboost,
+lightgbm, scikit-learn, mlflow): the Lambda installs only the ``serving`` extra.
+
+- :class:`Predictor` holds one ONNX Runtime session per model of a :class:`~stockml.bundle.Bundle`
+  (created once) and turns one symbol's latest feature rows into forecasts: log returns per
+  model and for the weighted ensemble, prices ``last close * exp(r)``, conformal intervals
+  from ``Manifest.intervals`` and the NYSE dates of the next sessions.
+- :class:`StoreFeatureSource` reads a symbol's latest processed feature rows from the store's
+  ``features/`` table (written by the feature pipeline) and keeps them for ``ttl_s`` seconds.
+- :class:`PredictionService` joins them and caches forecasts per
+  ``(symbol, model version, last feature date)``, so a warm request runs no model at all.
+- :func:`load_bundle` reads a bundle from ``<models_prefix>/champion.json`` -> version ->
+  ``<models_prefix>/<version>/`` (or a named version, or a local folder), sha256-checked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+
+from stockml import calendar
+from stockml.bundle import Bundle, read_bundle_dir, read_bundle_files
+from stockml.errors import (
+    BundleError,
+    FeatureError,
+    StoreError,
+    UnknownSymbolError,
+    ValidationError,
+)
+
+if TYPE_CHECKING:
+    from stockml.settings import Settings
+    from stockml.storage import Store
+
+logger = logging.getLogger(__name__)
+
+CHAMPION = "champion.json"
+ENSEMBLE = "ensemble"
+
+# bundles read by this process: a Lambda container must read its bundle once, not per request
+_bundle_loads = 0
+
+
+def bundle_loads() -> int:
+    """How many bundles this process has read (exposed as ``stockml_bundle_loads_total``)."""
+    return _bundle_loads
+
+
+def champion_key(models_prefix: str) -> str:
+    """Key of the pointer naming the serving version: ``{"version": "<version>"}``."""
+    return f"{models_prefix.strip('/')}/{CHAMPION}"
+
+
+def load_bundle(
+    store: Store | None = None, version: str = "champion", bundle_dir: str | Path | None = None
+) -> Bundle:
+    """Read and verify the serving bundle.
+
+    Args:
+        store: the store holding ``<models_prefix>/...`` (unused when ``bundle_dir`` is set).
+        version: ``"champion"`` follows ``<models_prefix>/champion.json``; anything else names
+            the folder ``<models_prefix>/<version>/``.
+        bundle_dir: a local bundle folder, read instead of the store.
+
+    Raises:
+        BundleError: no bundle, an unreadable pointer, a missing file or a sha256 mismatch.
+    """
+    global _bundle_loads
+    _bundle_loads += 1
+    if bundle_dir is not None:
+        return read_bundle_dir(Path(bundle_dir))
+    if store is None:
+        raise BundleError("no bundle source: neither a store nor a bundle folder was given")
+    if version == "champion":
+        key = champion_key(store.models_prefix)
+        try:
+            pointer = json.loads(store.get_bytes(key))
+            version = str(pointer["version"])
+        except StoreError as exc:
+            raise BundleError(f"no champion bundle: {key} cannot be read ({exc})") from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BundleError(f"{key} is not a version pointer: {exc}") from exc
+    prefix = f"{store.models_prefix}/{version}"
+    files = store.get_folder(prefix)
+    if not files:
+        raise BundleError(f"bundle {version} has no files under {prefix}/")
+    return read_bundle_files(files)
+
+
+# ---------------------------------------------------------------------------- forecasts
+
+
+@dataclass(frozen=True)
+class ModelForecast:
+    """One model's forecast for horizons 1..n.
+
+    ``lower``/``upper`` are price bounds at ``level`` (None when the bundle has no interval).
+    """
+
+    log_returns: np.ndarray
+    prices: np.ndarray
+    lower: np.ndarray | None
+    upper: np.ndarray | None
+    level: float | None
+
+    def head(self, days: int) -> ModelForecast:
+        return ModelForecast(
+            log_returns=self.log_returns[:days],
+            prices=self.prices[:days],
+            lower=None if self.lower is None else self.lower[:days],
+            upper=None if self.upper is None else self.upper[:days],
+            level=self.level,
+        )
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Forecasts of every requested model for one symbol, from one feature row date."""
+
+    symbol: str
+    model_version: str
+    last_date: pd.Timestamp
+    last_close: float
+    dates: tuple[date, ...]
+    models: dict[str, ModelForecast]
+
+    def select(self, days: int, models: Sequence[str] | None = None) -> Forecast:
+        """The first ``days`` horizons of ``models`` (default: all)."""
+        names = list(self.models) if models is None else list(models)
+        return replace(
+            self,
+            dates=self.dates[:days],
+            models={name: self.models[name].head(days) for name in names},
+        )
+
+
+class Predictor:
+    """ONNX Runtime inference over one verified bundle: one session per model, made once."""
+
+    def __init__(self, bundle: Bundle, intra_op_threads: int = 1) -> None:
+        """Create the sessions.
+
+        Args:
+            bundle: a bundle verified by ``read_bundle_files``/``read_bundle_dir``.
+            intra_op_threads: ORT threads per session; 1 is fastest for one row at a time
+                and leaves the Lambda's other vCPU to the web stack.
+
+        Raises:
+            BundleError: an ONNX file cannot be loaded or the ensemble names a missing model.
+        """
+        self.bundle = bundle
+        self.manifest = bundle.manifest
+        self.spec = bundle.feature_spec
+        self.horizon = int(self.manifest.horizon)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._sessions: dict[str, ort.InferenceSession] = {}
+        for name, data in bundle.onnx.items():
+            try:
+                self._sessions[name] = ort.InferenceSession(
+                    data, sess_options=options, providers=["CPUExecutionProvider"]
+                )
+            except Exception as exc:  # ORT raises its own untyped errors for bad graphs
+                raise BundleError(f"model {name} cannot be loaded by ONNX Runtime: {exc}") from exc
+        unknown = set(self.manifest.ensemble_weights) - set(self._sessions)
+        if unknown:
+            raise BundleError(f"ensemble weights name models not in the bundle: {sorted(unknown)}")
+        self._metrics: dict[str, tuple[str, dict[str, dict[str, float | None]]]] = {}
+        needs_window = any(e.kind == "sequence" for e in self.manifest.models.values())
+        # a tabular-only bundle needs just the latest row
+        self.rows_needed = int(self.spec.window) if needs_window else 1
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def model_names(self) -> list[str]:
+        """Every model that can be asked for: the ONNX models, then ``ensemble`` if weighted."""
+        names = list(self._sessions)
+        if self.manifest.ensemble_weights:
+            names.append(ENSEMBLE)
+        return names
+
+    def log_returns(
+        self, features: pd.DataFrame, models: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Raw model outputs ``{model: [H] float64 log returns}`` for one symbol's latest rows.
+
+        Raises:
+            FeatureError: fewer rows than the window, or missing/non-finite features.
+            ValidationError: a requested model is not in the bundle.
+        """
+        wanted = self.model_names if models is None else list(models)
+        unknown = [m for m in wanted if m not in self.model_names]
+        if unknown:
+            raise ValidationError(f"unknown models {unknown}; this bundle has {self.model_names}")
+        if len(features) < self.rows_needed:
+            raise FeatureError(f"need {self.rows_needed} feature rows, got {len(features)}")
+        x = self.spec.transform(features.iloc[-self.rows_needed :])
+        run = set(wanted) - {ENSEMBLE}
+        if ENSEMBLE in wanted:
+            run |= set(self.manifest.ensemble_weights)
+        out: dict[str, np.ndarray] = {}
+        for name in run:
+            entry = self.manifest.models[name]
+            batch = x[None, :, :] if entry.kind == "sequence" else x[-1:, :]
+            result = self._sessions[name].run([entry.output_name], {entry.input_name: batch})[0]
+            out[name] = np.asarray(result, dtype=np.float64).reshape(-1)[: self.horizon]
+        if ENSEMBLE in wanted:
+            out[ENSEMBLE] = sum(
+                (w * out[m] for m, w in self.manifest.ensemble_weights.items()),
+                start=np.zeros(self.horizon),
+            )
+        return {name: out[name] for name in wanted}
+
+    def predict(
+        self,
+        features: pd.DataFrame,
+        models: Sequence[str] | None = None,
+        days: int | None = None,
+    ) -> Forecast:
+        """Forecast the next ``days`` sessions from one symbol's latest feature rows.
+
+        Args:
+            features: rows of ONE symbol sorted by date, with ``symbol, date, close`` and the
+                bundle's feature columns (the stored ``features/`` table).
+            models: model names (default: all, ensemble included).
+            days: horizons 1..days (default: the bundle's horizon H).
+
+        Raises:
+            ValidationError: ``days`` outside 1..H or an unknown model.
+            FeatureError: too few rows or bad feature values.
+        """
+        days = self.horizon if days is None else int(days)
+        if not 1 <= days <= self.horizon:
+            raise ValidationError(f"days must be within 1..{self.horizon}, got {days}")
+        if features.empty:
+            raise FeatureError("no feature rows to predict from")
+        returns = self.log_returns(features, models)
+        last = features.iloc[-1]
+        last_close = float(last["close"])
+        last_date = pd.Timestamp(last["date"])
+        forecasts = {}
+        for name, r in returns.items():
+            r = r[:days]
+            band = self.manifest.intervals.get(name)
+            lower = upper = None
+            level = None
+            if band:
+                lower = last_close * np.exp(r + np.asarray(band["lo"], dtype=np.float64)[:days])
+                upper = last_close * np.exp(r + np.asarray(band["hi"], dtype=np.float64)[:days])
+                level = float(band.get("level", np.nan))
+            forecasts[name] = ModelForecast(r, last_close * np.exp(r), lower, upper, level)
+        return Forecast(
+            symbol=str(last["symbol"]),
+            model_version=self.version,
+            last_date=last_date,
+            last_close=last_close,
+            dates=tuple(d.date() for d in calendar.next_sessions(last_date, days)),
+            models=forecasts,
+        )
+
+    def metrics_for(self, symbol: str) -> tuple[str, dict[str, dict[str, float | None]]]:
+        """Evaluation metrics from ``metrics.json``: the symbol's own if present, else pooled.
+
+        Accepts ``{"per_symbol": {sym: {model: {...}}}, "pooled": {model: {...}}}`` or a
+        flat ``{model: {...}}``; keeps numeric values only.
+
+        Returns:
+            (``"symbol"`` or ``"pooled"``, ``{model or baseline: {metric: value}}``).
+        """
+        if symbol in self._metrics:
+            return self._metrics[symbol]
+        raw = self.bundle.metrics
+        per_symbol = raw.get("per_symbol")
+        if isinstance(per_symbol, dict) and isinstance(per_symbol.get(symbol), dict):
+            scope, table = "symbol", per_symbol[symbol]
+        elif isinstance(raw.get("pooled"), dict):
+            scope, table = "pooled", raw["pooled"]
+        else:
+            scope, table = "pooled", raw
+        out: dict[str, dict[str, float | None]] = {}
+        for name, values in table.items():
+            if name in ("per_symbol", "pooled") or not isinstance(values, dict):
+                continue
+            out[name] = {
+                k: (None if v is None or not np.isfinite(v) else float(v))
+                for k, v in values.items()
+                if v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+            }
+        self._metrics[symbol] = (scope, out)
+        return scope, out
+
+
+# ---------------------------------------------------------------------------- features
+
+
+class FeatureSource(Protocol):
+    """Where serving finds a symbol's latest processed features."""
+
+    def last_dates(self) -> dict[str, pd.Timestamp]: ...
+
+    def latest(self, symbol: str, rows: int) -> pd.DataFrame: ...
+
+    def cached(self, symbol: str, rows: int) -> pd.DataFrame | None: ...
+
+    def cached_last_date(self, symbol: str, rows: int) -> pd.Timestamp | None: ...
+
+    def ping(self) -> None: ...
+
+
+class StoreFeatureSource:
+    """The store's ``features/`` table, with a per-symbol in-memory cache of ``ttl_s`` seconds.
+
+    The features are computed by the feature pipeline with the shared feature library, so
+    serving never recomputes them (one code path for training and serving).
+    """
+
+    def __init__(
+        self, store: Store, ttl_s: float = 300.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.store = store
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        # symbol -> (fetched at, rows asked for, frame, its last date)
+        self._frames: dict[str, tuple[float, int, pd.DataFrame, pd.Timestamp]] = {}
+        self._dates: tuple[float, dict[str, pd.Timestamp]] | None = None
+
+    def last_dates(self) -> dict[str, pd.Timestamp]:
+        """Last feature date per symbol (one LIST, cached)."""
+        now = self._clock()
+        cached = self._dates
+        if cached is not None and now - cached[0] < self.ttl_s:
+            return cached[1]
+        dates = self.store.last_dates(self.store.features_prefix)
+        self._dates = (now, dates)
+        return dates
+
+    def latest(self, symbol: str, rows: int) -> pd.DataFrame:
+        """The latest ``rows`` feature rows of ``symbol``, oldest first.
+
+        Raises:
+            UnknownSymbolError: the store holds no features for ``symbol``.
+        """
+        cached = self.cached(symbol, rows)
+        if cached is not None:
+            return cached
+        now = self._clock()
+        last = self.store.last_dates(self.store.features_prefix, [symbol]).get(symbol)
+        if last is None:
+            raise UnknownSymbolError(f"no features stored for {symbol}")
+        # ~1.5 calendar days per session plus holidays; read everything if that falls short
+        start = last - pd.Timedelta(days=int(rows * 1.6) + 20)
+        frame = self.store.read_table(self.store.features_prefix, [symbol], start=start)
+        if len(frame) < rows:
+            frame = self.store.read_table(self.store.features_prefix, [symbol])
+        frame = frame.sort_values("date").iloc[-rows:].reset_index(drop=True)
+        with self._lock:
+            self._frames[symbol] = (now, rows, frame, pd.Timestamp(frame["date"].iloc[-1]))
+        return frame
+
+    def cached(self, symbol: str, rows: int) -> pd.DataFrame | None:
+        """The latest ``rows`` rows if held in memory and younger than ``ttl_s``; no I/O."""
+        entry = self._fresh(symbol, rows)
+        return None if entry is None else entry[2].iloc[-rows:]
+
+    def cached_last_date(self, symbol: str, rows: int) -> pd.Timestamp | None:
+        """The last feature date of the rows ``cached`` would return (cheaper: no frame)."""
+        entry = self._fresh(symbol, rows)
+        return None if entry is None else entry[3]
+
+    def _fresh(
+        self, symbol: str, rows: int
+    ) -> tuple[float, int, pd.DataFrame, pd.Timestamp] | None:
+        with self._lock:
+            entry = self._frames.get(symbol)
+        if entry is None or self._clock() - entry[0] >= self.ttl_s or entry[1] < rows:
+            return None
+        return entry
+
+    def ping(self) -> None:
+        """Raise StoreError when the store cannot be listed."""
+        self.store.list_keys(champion_key(self.store.models_prefix))
+
+
+# ---------------------------------------------------------------------------- service
+
+
+@dataclass(frozen=True)
+class SymbolStatus:
+    symbol: str
+    last_date: pd.Timestamp
+    age_sessions: int
+    fresh: bool
+
+
+class PredictionService:
+    """Predictor + feature source + a forecast cache keyed by (symbol, version, last date)."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        features: FeatureSource,
+        max_feature_age_sessions: int = 5,
+        cache_size: int = 4096,
+    ) -> None:
+        self.predictor = predictor
+        self.features = features
+        self.max_feature_age_sessions = max_feature_age_sessions
+        self._cache: OrderedDict[tuple[str, str, pd.Timestamp], Forecast] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> str:
+        return self.predictor.version
+
+    def check_symbol(self, symbol: str) -> None:
+        """Raise UnknownSymbolError when the bundle was trained on a list that lacks ``symbol``."""
+        known = self.predictor.manifest.symbols
+        if known and symbol not in known:
+            raise UnknownSymbolError(f"no model for {symbol}; known symbols: {', '.join(known)}")
+
+    def history(self, symbol: str, rows: int) -> pd.DataFrame:
+        """The latest ``max(rows, window)`` feature rows of a known symbol."""
+        self.check_symbol(symbol)
+        return self.features.latest(symbol, max(rows, self.predictor.rows_needed))
+
+    def forecast(self, symbol: str, days: int, models: Sequence[str] | None = None) -> Forecast:
+        """Forecast ``symbol`` for ``days`` sessions with ``models`` (default: all).
+
+        Raises:
+            UnknownSymbolError: no model or no features for the symbol.
+            ValidationError: days out of 1..H or unknown models.
+            FeatureError: the stored features cannot feed the models.
+        """
+        self._check_request(symbol, days, models)
+        rows = self.features.latest(symbol, self.predictor.rows_needed)
+        return self._forecast_from(symbol, rows, days, models)
+
+    def cached_forecast(
+        self, symbol: str, days: int, models: Sequence[str] | None = None
+    ) -> Forecast | None:
+        """The forecast when memory alone can answer it (no store I/O), else None.
+
+        Lets an async route answer warm requests on the event loop and send only cache
+        misses (store reads, model runs) to a worker thread. Raises what ``forecast`` raises.
+        """
+        self._check_request(symbol, days, models)
+        last = self.features.cached_last_date(symbol, self.predictor.rows_needed)
+        if last is None:
+            return None
+        with self._lock:
+            full = self._cache.get((symbol, self.version, last))
+        return None if full is None else full.select(days, models)
+
+    def _check_request(self, symbol: str, days: int, models: Sequence[str] | None) -> None:
+        if not 1 <= days <= self.predictor.horizon:
+            raise ValidationError(f"days must be within 1..{self.predictor.horizon}, got {days}")
+        if models is not None:
+            unknown = [m for m in models if m not in self.predictor.model_names]
+            if unknown:
+                raise ValidationError(
+                    f"unknown models {unknown}; available: {self.predictor.model_names}"
+                )
+        self.check_symbol(symbol)
+
+    def _forecast_from(
+        self, symbol: str, rows: pd.DataFrame, days: int, models: Sequence[str] | None
+    ) -> Forecast:
+        key = (symbol, self.version, pd.Timestamp(rows["date"].iloc[-1]))
+        with self._lock:
+            full = self._cache.get(key)
+            if full is not None:
+                self._cache.move_to_end(key)
+        if full is None:
+            full = self.predictor.predict(rows.iloc[-self.predictor.rows_needed :])
+            with self._lock:
+                self._cache[key] = full
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return full.select(days, models)
+
+    def symbols(self) -> list[SymbolStatus]:
+        """Symbols with a model and stored features, with how many sessions old they are."""
+        dates = self.features.last_dates()
+        known = self.predictor.manifest.symbols
+        latest = calendar.last_completed_session()
+        out = []
+        for symbol in sorted(dates):
+            if known and symbol not in known:
+                continue
+            last = pd.Timestamp(dates[symbol])
+            age = max(len(calendar.sessions(last, latest)) - 1, 0)
+            out.append(SymbolStatus(symbol, last, age, age <= self.max_feature_age_sessions))
+        return out
+
+
+def load_service(settings: Settings, store: Store | None = None) -> PredictionService:
+    """Build the serving service from settings: store, verified bundle, sessions, feature source.
+
+    Raises:
+        BundleError: the bundle is missing or corrupt.
+        StoreError: the store cannot be read.
+    """
+    from stockml.storage import Store
+
+    store = store or Store.from_settings(settings.store)
+    started = time.perf_counter()
+    bundle = load_bundle(store, settings.api.model_version, settings.api.bundle_dir)
+    predictor = Predictor(bundle)
+    # build the trading calendar now (~1 s), in the Lambda init phase, not in the first request
+    calendar.next_sessions(pd.Timestamp.now(), 1)
+    logger.info(
+        "bundle %s loaded in %.0f ms: models %s",
+        predictor.version,
+        1000 * (time.perf_counter() - started),
+        predictor.model_names,
+    )
+    return PredictionService(
+        predictor,
+        StoreFeatureSource(store, ttl_s=settings.api.features_ttl_s),
+        max_feature_age_sessions=settings.api.max_feature_age_sessions,
+    )
+
+
+def describe(value: Any) -> str:
+    """A one-line reason for logs and /health (no traceback)."""
+    return f"{type(value).__name__}: {value}"

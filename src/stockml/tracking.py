@@ -1,0 +1,297 @@
+"""MLflow: one run per training, every model logged twice (native flavour and ONNX), the
+bundle as artifacts, and a registry version per run with aliases.
+
+Registry: each run's bundle becomes a new version of the registered model and takes the
+``challenger`` alias; it takes ``champion`` only when the promotion gate passed (ONNX parity
+and the ensemble beating naive). A refusal is recorded as the run tag and the version tag
+``stockml.promotion`` (e.g. ``refused: ensemble does not beat naive ...``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from stockml.train import ModelConfig, TrainResult
+
+logger = logging.getLogger(__name__)
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+PROMOTION_TAG = "stockml.promotion"
+HEADLINE = ("rmse", "mae", "rmse_ratio_vs_naive", "mape", "directional_accuracy", "ic", "dm_pvalue")
+
+
+@dataclass(frozen=True)
+class TrackingRecord:
+    """Where a training landed in MLflow."""
+
+    run_id: str
+    experiment_id: str
+    model_name: str
+    model_version: str
+    aliases: list[str]
+    promotion: str
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
+    else:
+        out[prefix] = value if not isinstance(value, list) else ",".join(map(str, value))
+    return out
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and np.isfinite(value)
+
+
+def _log_metrics(result: TrainResult) -> None:
+    import mlflow
+
+    metrics: dict[str, float] = {}
+    for scope, block in (
+        ("wf", result.walk_forward.report()["models"]),
+        ("val", result.validation),
+    ):
+        for model, scores in block.items():
+            pooled = scores["pooled"]
+            for key in HEADLINE:
+                if _finite(pooled.get(key)):
+                    metrics[f"{scope}_{model}_{key}"] = float(pooled[key])
+            sharpe = pooled["backtest"]["strategy"]["sharpe"]
+            if _finite(sharpe):
+                metrics[f"{scope}_{model}_sharpe"] = float(sharpe)
+    for model, parity in result.parity.items():
+        metrics[f"parity_{model}_max_abs"] = parity["max_abs"]
+        metrics[f"parity_{model}_p999_abs"] = parity["p999_abs"]
+    for model, seconds in result.fitted.fit_seconds.items():
+        metrics[f"fit_seconds_{model}"] = seconds
+    mlflow.log_metrics(metrics)
+    # per-fold metrics as steps: one curve per model across folds
+    for fold in result.walk_forward.folds:
+        mlflow.log_metrics(
+            {
+                f"fold_rmse_ratio_{m}": v
+                for m, v in fold["rmse_ratio_vs_naive"].items()
+                if _finite(v)
+            },
+            step=int(fold["fold"]),
+        )
+
+
+def _log_plots(result: TrainResult, cost_bps: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    from stockml.evaluation import equity_curves
+
+    wf = result.walk_forward
+    order = np.argsort(wf.dates, kind="stable")
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.plot(wf.dates[order], wf.y[order, 0], ".", ms=2, label="actual", alpha=0.5)
+    ax.plot(wf.dates[order], wf.predictions["ensemble"][order, 0], ".", ms=2, label="ensemble")
+    ax.set_title("Walk-forward 1-session log return: predicted vs actual")
+    ax.legend()
+    mlflow.log_figure(fig, "plots/predictions_vs_actual.png")
+    plt.close(fig)
+
+    for model, gains in wf.importance.items():
+        ranked = sorted(gains.items(), key=lambda kv: kv[1])[-20:]
+        fig, ax = plt.subplots(figsize=(6, 0.3 * len(ranked) + 1))
+        ax.barh([k for k, _ in ranked], [v for _, v in ranked])
+        ax.set_title(f"{model} feature importance (total gain)")
+        fig.tight_layout()
+        mlflow.log_figure(fig, f"plots/feature_importance_{model}.png")
+        plt.close(fig)
+
+    curves = equity_curves(
+        wf.predictions["ensemble"][:, 0], wf.y[:, 0], wf.symbols, wf.dates, cost_bps
+    )
+    fig, ax = plt.subplots(figsize=(10, 4))
+    curves.plot(ax=ax)
+    ax.set_title(f"Walk-forward long/flat equity ({cost_bps:g} bps) vs buy-and-hold")
+    mlflow.log_figure(fig, "plots/backtest_equity.png")
+    plt.close(fig)
+
+
+def _log_models(result: TrainResult) -> None:
+    import mlflow
+    import onnx
+    from mlflow.models import infer_signature
+
+    from stockml.models import LightGBMModel, LSTMModel, XGBoostModel
+
+    val = result.fitted.val
+    for name, model in result.fitted.models.items():
+        example = np.ascontiguousarray(val.x(model)[:2], np.float32)
+        output = model.predict(example).astype(np.float32)
+        signature = infer_signature(example, output)
+        # explicit requirements: inferring them imports the model in a subprocess (slow)
+        if isinstance(model, LSTMModel):
+            import torch
+
+            with warnings.catch_warnings():
+                # MLflow saves torch models with torch.export ("pt2", no pickle); tracing
+                # nn.LSTM warns about its flat weights, which it handles correctly
+                warnings.filterwarnings(
+                    "ignore", message="The tensor attributes", category=UserWarning
+                )
+                mlflow.pytorch.log_model(
+                    model.net_,
+                    name=name,
+                    signature=signature,
+                    input_example=example,
+                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                )
+        elif isinstance(model, XGBoostModel | LightGBMModel):
+            flavour = mlflow.xgboost if isinstance(model, XGBoostModel) else mlflow.lightgbm
+            library = __import__(name)
+            for h, booster in enumerate(model.boosters_, start=1):
+                flavour.log_model(
+                    booster,
+                    name=f"{name}_h{h}",
+                    input_example=example,
+                    pip_requirements=[f"{name}=={library.__version__}"],
+                )
+        mlflow.onnx.log_model(
+            onnx.load_from_string(result.onnx[name]),
+            name=f"{name}_onnx",
+            signature=signature,
+            input_example=example,
+            pip_requirements=["onnxruntime"],
+        )
+
+
+def log_training(
+    result: TrainResult,
+    config: ModelConfig,
+    tracking_uri: str,
+    experiment: str,
+    registered_model: str,
+    config_files: list[Path] | None = None,
+    log_models: bool = True,
+) -> TrackingRecord:
+    """Log one training to MLflow, register its bundle and set the aliases.
+
+    Args:
+        result: the trained candidate (``stockml.train.train``).
+        config: its model configuration (logged flat as params).
+        tracking_uri: the MLflow server, e.g. ``http://127.0.0.1:5000``.
+        experiment: experiment name (created when missing).
+        registered_model: registry name; the new version becomes ``challenger``, and
+            ``champion`` when ``result.gate`` promotes it.
+        config_files: YAML files to attach (``configs/*.yaml``).
+        log_models: also log every model in its native flavour and as ONNX.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment_id = mlflow.set_experiment(experiment).experiment_id
+    wf = result.walk_forward
+    params = _flatten("", config.model_dump(), {})
+    params.update(
+        {
+            "horizon": result.fitted.spec.horizon,
+            "n_features": len(result.fitted.spec.feature_names),
+            "symbols": ",".join(result.manifest.symbols)[:500],
+            "bundle_version": result.version,
+        }
+    )
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{result.version}") as run:
+        mlflow.log_params(params)
+        mlflow.set_tags(
+            {
+                "git_commit": result.git_commit,
+                "bundle_version": result.version,
+                "data_start": result.data_window["start"],
+                "data_end": result.data_window["end"],
+                "data_rows": str(result.data_window["rows"]),
+                PROMOTION_TAG: result.gate.summary,
+            }
+        )
+        for path in config_files or []:
+            if path.is_file():
+                mlflow.log_artifact(str(path), artifact_path="configs")
+        mlflow.log_dict(result.fitted.spec.feature_config, "configs/feature_config.json")
+        _log_metrics(result)
+        mlflow.log_dict(wf.report(), "evaluation/walk_forward.json")
+        _log_plots(result, config.evaluation.cost_bps)
+        if log_models:
+            _log_models(result)
+        mlflow.log_artifacts(str(result.bundle_dir), artifact_path="bundle")
+        run_id, artifact_uri = run.info.run_id, run.info.artifact_uri
+
+    client = MlflowClient(tracking_uri)
+    try:
+        client.create_registered_model(
+            registered_model, description="stockml serving bundles (ONNX + FeatureSpec)"
+        )
+    except MlflowException as exc:
+        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+            raise
+    version = client.create_model_version(
+        registered_model,
+        source=f"{artifact_uri}/bundle",
+        run_id=run_id,
+        tags={"bundle_version": result.version, PROMOTION_TAG: result.gate.summary},
+    )
+    client.set_registered_model_alias(registered_model, CHALLENGER, version.version)
+    aliases = [CHALLENGER]
+    if result.gate.promote:
+        client.set_registered_model_alias(registered_model, CHAMPION, version.version)
+        aliases.append(CHAMPION)
+    logger.info(
+        "mlflow run %s -> %s v%s %s (%s)",
+        run_id,
+        registered_model,
+        version.version,
+        aliases,
+        result.gate.summary,
+    )
+    return TrackingRecord(
+        run_id, experiment_id, registered_model, str(version.version), aliases, result.gate.summary
+    )
+
+
+def default_tracking_root() -> Path:
+    """Where the CLI's local MLflow server keeps its SQLite file and artifacts."""
+    return Path(".stockml") / "mlflow"
+
+
+def scratch_dir() -> Path:
+    """A fresh temporary folder for bundles of one CLI run."""
+    return Path(tempfile.mkdtemp(prefix="stockml-train-"))
+
+
+@contextmanager
+def tracking_server(tracking_uri: str | None, root: Path | None = None) -> Iterator[str]:
+    """Yield an MLflow tracking URI: ``tracking_uri``, else ``$MLFLOW_TRACKING_URI``, else a
+    local server (SQLite under ``root``, default ``.stockml/mlflow``) started for the block."""
+    from stockml.local import start_mlflow_server
+
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        yield uri
+        return
+    server = start_mlflow_server(root or default_tracking_root())
+    try:
+        yield server.url
+    finally:
+        server.stop()

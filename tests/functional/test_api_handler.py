@@ -1,0 +1,179 @@
+"""The Lambda handler (functions/api/app.py) invoked in-process with the API Gateway events."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from conftest import EVENTS, REPO
+from stockml.inference import bundle_loads
+from stockml.settings import StoreSettings
+from utils.api_fixtures import API_KEY
+
+pytestmark = pytest.mark.integration
+
+ENDPOINTS = ["root", "health", "version", "symbols", "predict", "plot", "metrics", "metrics_prom"]
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of the Lambda runtime's context object that Mangum and Powertools read."""
+
+    function_name: str = "stockml-api"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:stockml-api"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+def event(name: str, version: str) -> dict[str, Any]:
+    return json.loads((EVENTS / f"api_{name}_{version}.json").read_text())
+
+
+def import_handler(store: StoreSettings, **env: str) -> ModuleType:
+    """Import functions/api/app.py as a fresh module (a new container) with the template's env."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STOCKML_STORE__BUCKET", store.bucket)
+        mp.setenv("STOCKML_STORE__ENDPOINT_URL", str(store.endpoint_url))
+        mp.setenv("STOCKML_API_KEY", API_KEY)
+        mp.setenv("STOCKML_API__RATE_LIMIT_PER_MINUTE", "0")
+        for k, v in env.items():
+            mp.setenv(k, v)
+        spec = importlib.util.spec_from_file_location(
+            f"api_app_{uuid.uuid4().hex}", REPO / "functions/api/app.py"
+        )
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def lambda_app(serving_store: StoreSettings) -> ModuleType:
+    return import_handler(serving_store)
+
+
+@pytest.fixture
+def invoke(lambda_app: ModuleType) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda ev: lambda_app.handler(ev, LambdaContext())
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize("name", ENDPOINTS)
+def test_every_event_gets_200(invoke: Callable, name: str, version: str) -> None:
+    # GIVEN a recorded-format API Gateway event of one endpoint
+    # WHEN the handler is invoked with it
+    response = invoke(event(name, version))
+    # THEN 200 with a body of the right kind
+    assert response["statusCode"] == 200, response["body"]
+    if name == "metrics_prom":
+        assert "stockml_requests_total" in response["body"]
+        return
+    body = json.loads(response["body"])
+    if name == "predict":
+        assert body["symbol"] == "MSFT" and all(len(v) == 3 for v in body["predictions"].values())
+    if name == "plot":
+        assert len(body["history"]) == 30 and len(body["dates"]) == 5
+    if name == "health":
+        assert body["status"] == "ok"
+
+
+def test_request_id_comes_from_the_lambda_context(lambda_app: ModuleType) -> None:
+    context = LambdaContext()
+    response = lambda_app.handler(event("version", "v2"), context)
+    headers = {k.lower(): v for k, v in response["headers"].items()}
+    assert headers["x-request-id"] == context.aws_request_id
+
+
+def test_bundle_is_loaded_once_per_container(serving_store: StoreSettings) -> None:
+    # GIVEN a fresh container: importing the handler reads the bundle once
+    before = bundle_loads()
+    module = import_handler(serving_store)
+    assert bundle_loads() == before + 1
+    service = module.app.state.serving.service
+    # WHEN it serves 40 invocations of every kind
+    for i in range(40):
+        ev = event(ENDPOINTS[i % len(ENDPOINTS)], "v1" if i % 2 else "v2")
+        assert module.handler(ev, LambdaContext())["statusCode"] == 200
+    # THEN the bundle was not read again, and the same service (ONNX sessions) served all
+    assert bundle_loads() == before + 1
+    assert module.app.state.serving.service is service
+
+
+def _with(
+    ev: dict[str, Any], path: str | None = None, body: str | None = None, key: str | None = API_KEY
+) -> dict[str, Any]:
+    ev = copy.deepcopy(ev)
+    headers = ev["headers"]
+    if path is not None:
+        if "rawPath" in ev:
+            ev["rawPath"] = ev["requestContext"]["http"]["path"] = path
+        else:
+            ev["path"] = path
+    if body is not None:
+        ev["body"] = body
+    for name in [h for h in headers if h.lower() == "x-api-key"]:
+        del headers[name]
+        ev.get("multiValueHeaders", {}).pop(name, None)
+    if key is not None:
+        headers["x-api-key"] = key
+    return ev
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+@pytest.mark.parametrize(
+    ("path", "body", "key", "status", "code"),
+    [
+        ("/predict/msft", None, API_KEY, 422, "invalid_request"),
+        ("/predict/AAPL", None, API_KEY, 404, "unknown_symbol"),
+        (None, '{"days": 99}', API_KEY, 422, "invalid_request"),
+        (None, '{"days": ', API_KEY, 422, "invalid_request"),
+        (None, None, None, 401, "unauthorized"),
+        (None, None, "wrong-key", 401, "unauthorized"),
+    ],
+)
+def test_bad_requests_through_the_handler(
+    invoke: Callable,
+    version: str,
+    path: str | None,
+    body: str | None,
+    key: str | None,
+    status: int,
+    code: str,
+) -> None:
+    response = invoke(_with(event("predict", version), path, body, key))
+    assert response["statusCode"] == status, response["body"]
+    assert json.loads(response["body"])["error"]["code"] == code
+
+
+def test_rate_limit_through_the_handler(serving_store: StoreSettings) -> None:
+    # GIVEN a container limited to 2 requests per minute per key
+    module = import_handler(serving_store, STOCKML_API__RATE_LIMIT_PER_MINUTE="2")
+    # WHEN the same key calls 3 times
+    responses = [module.handler(event("symbols", "v2"), LambdaContext()) for _ in range(3)]
+    # THEN the third is 429 with Retry-After
+    assert [r["statusCode"] for r in responses] == [200, 200, 429]
+    headers = {k.lower(): v for k, v in responses[2]["headers"].items()}
+    assert int(headers["retry-after"]) >= 1
+
+
+def test_corrupt_bundle_container_starts_and_says_why(corrupt_store: StoreSettings) -> None:
+    # GIVEN a container whose champion bundle has a flipped byte
+    module = import_handler(corrupt_store)
+    # WHEN health and predict are invoked
+    health = module.handler(event("health", "v1"), LambdaContext())
+    predict = module.handler(event("predict", "v2"), LambdaContext())
+    # THEN 503 with the reason, never a traceback
+    assert (
+        health["statusCode"] == 503 and "sha256" in json.loads(health["body"])["bundle"]["detail"]
+    )
+    assert predict["statusCode"] == 503
+    assert json.loads(predict["body"])["error"]["code"] == "model_unavailable"
+    assert "Traceback" not in predict["body"]

@@ -1,0 +1,87 @@
+"""MLflow end to end: a real tracking server (SQLite backend, one worker), runs, registry aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from stockml.local import LocalServer, start_mlflow_server
+from stockml.tracking import CHALLENGER, CHAMPION, PROMOTION_TAG, log_training
+from stockml.train import train
+from utils.training_data import make_dataset, tiny_config, with_leak
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))
+    yield server
+    server.stop()
+
+
+def test_runs_registry_and_aliases_through_the_client(mlflow_server: LocalServer, tmp_path: Path):
+    # GIVEN a candidate that loses to naive (real MSFT returns) and one that beats it (a leak)
+    data = make_dataset(("MSFT",), rows=300)
+    config = tiny_config(models=["lstm", "xgboost"])
+    loser = train(data, config, tmp_path)
+    winner = train(with_leak(data, noise=0.003), config, tmp_path)
+    assert not loser.gate.promote and winner.gate.promote
+
+    # WHEN both are logged (the first with every model, native and ONNX) and registered
+    first = log_training(
+        loser,
+        config,
+        mlflow_server.url,
+        "test-exp",
+        "stockml-test",
+        [CONFIGS / "model_config.yaml"],
+    )
+    second = log_training(
+        winner, config, mlflow_server.url, "test-exp", "stockml-test", log_models=False
+    )
+
+    # THEN the client sees each run with params, metrics, tags and artifacts
+    client = MlflowClient(mlflow_server.url)
+    run = client.get_run(first.run_id)
+    assert run.data.params["window"] == "10" and run.data.params["lstm.hidden_size"] == "8"
+    assert run.data.tags["bundle_version"] == loser.version
+    assert run.data.tags["git_commit"] == loser.git_commit
+    assert run.data.tags[PROMOTION_TAG].startswith("refused: ensemble does not beat naive")
+    assert run.data.metrics["wf_ensemble_rmse_ratio_vs_naive"] == pytest.approx(
+        loser.gate.rmse_ratio
+    )
+    assert "parity_lstm_max_abs" in run.data.metrics
+    assert [m.step for m in client.get_metric_history(first.run_id, "fold_rmse_ratio_xgboost")] == [
+        0,
+        1,
+    ]
+    artifacts = {a.path for a in client.list_artifacts(first.run_id)}
+    assert {"bundle", "plots", "configs", "evaluation"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(first.run_id, "plots")}
+    assert {
+        "plots/predictions_vs_actual.png",
+        "plots/backtest_equity.png",
+        "plots/feature_importance_xgboost.png",
+    } <= plots
+    bundle_files = {a.path for a in client.list_artifacts(first.run_id, "bundle")}
+    assert {"bundle/manifest.json", "bundle/lstm.onnx", "bundle/xgboost.onnx"} <= bundle_files
+    # every model logged natively and as ONNX, with a signature
+    logged = {m.name: m for m in client.search_logged_models(experiment_ids=[first.experiment_id])}
+    assert {"lstm", "xgboost_h1", "xgboost_h3", "lstm_onnx", "xgboost_onnx"} <= set(logged)
+    assert logged["lstm_onnx"].source_run_id == first.run_id
+
+    # AND the registry: the loser is only challenger, the winner is champion and challenger
+    assert first.aliases == [CHALLENGER] and second.aliases == [CHALLENGER, CHAMPION]
+    champion = client.get_model_version_by_alias("stockml-test", CHAMPION)
+    challenger = client.get_model_version_by_alias("stockml-test", CHALLENGER)
+    assert champion.version == challenger.version == second.model_version
+    assert champion.run_id == second.run_id
+    assert champion.tags["bundle_version"] == winner.version
+    refused = client.get_model_version("stockml-test", first.model_version)
+    assert refused.tags[PROMOTION_TAG] == loser.gate.summary
+    assert not refused.aliases

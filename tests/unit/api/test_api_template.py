@@ -1,0 +1,78 @@
+"""template.yaml, prediction API section: image packaging, gateway key/throttling, read-only IAM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """SafeLoader keeping CloudFormation short tags (!Ref, !Sub ...) as ``{tag: value}``."""
+
+
+def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return {suffix: loader.construct_scalar(node)}
+    if isinstance(node, yaml.SequenceNode):
+        return {suffix: loader.construct_sequence(node, deep=True)}
+    return {suffix: loader.construct_mapping(node, deep=True)}  # type: ignore[arg-type]
+
+
+_CfnLoader.add_multi_constructor("!", _tag)
+
+
+@pytest.fixture(scope="module")
+def resources() -> dict[str, Any]:
+    template = yaml.load((REPO / "template.yaml").read_text(), Loader=_CfnLoader)  # noqa: S506
+    return template["Resources"]
+
+
+def test_api_function_is_an_image_built_from_the_serving_dockerfile(
+    resources: dict[str, Any],
+) -> None:
+    function = resources["PredictionFunction"]
+    assert function["Properties"]["PackageType"] == "Image"
+    assert "Runtime" not in function["Properties"] and "Handler" not in function["Properties"]
+    dockerfile = REPO / function["Metadata"]["DockerContext"] / function["Metadata"]["Dockerfile"]
+    text = "\n".join(
+        line for line in dockerfile.read_text().splitlines() if not line.startswith("#")
+    )
+    # only the serving extra, and the handler of functions/api
+    assert "[serving]" in text and 'CMD ["app.handler"]' in text
+    assert not any(lib in text for lib in ("torch", "xgboost", "lightgbm", "mlflow"))
+
+
+def test_gateway_requires_a_key_except_for_probes(resources: dict[str, Any]) -> None:
+    api = resources["PredictionApi"]["Properties"]
+    assert api["Auth"]["ApiKeyRequired"] is True
+    assert api["Auth"]["UsagePlan"]["Throttle"]["RateLimit"] > 0
+    events = resources["PredictionFunction"]["Properties"]["Events"]
+    open_paths = {
+        e["Properties"]["Path"]
+        for e in events.values()
+        if e["Properties"].get("Auth", {}).get("ApiKeyRequired") is False
+    }
+    assert open_paths == {"/", "/health"}
+
+
+def test_api_reads_only_models_and_features(resources: dict[str, Any]) -> None:
+    statements = [
+        s for p in resources["PredictionFunction"]["Properties"]["Policies"] for s in p["Statement"]
+    ]
+    actions = {
+        a
+        for s in statements
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert actions == {"s3:GetObject", "s3:ListBucket"}  # read-only
+    objects = sorted(
+        r["Sub"] for s in statements if s["Action"] == "s3:GetObject" for r in s["Resource"]
+    )
+    assert objects == ["${DataBucket.Arn}/features/*", "${DataBucket.Arn}/models/*"]
+    listing = next(s for s in statements if s["Action"] == "s3:ListBucket")
+    assert sorted(listing["Condition"]["StringLike"]["s3:prefix"]) == ["features/*", "models/*"]

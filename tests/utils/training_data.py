@@ -1,0 +1,120 @@
+"""Small real datasets for the training tests, and a tiny training configuration.
+
+The frames follow the feature library's contract (``symbol, date, close, adj_close,
+<features>, target_1..target_H``) but are computed here from the embedded MSFT and S&P 500
+data, so these tests depend only on the models under test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from stockml.train import Dataset, ModelConfig
+
+HORIZON = 3
+FEATURES = ["ret_1", "ret_5", "ret_10", "vol_10", "trend_20", "range_1"]
+TARGETS = [f"target_{h}" for h in range(1, HORIZON + 1)]
+
+
+# MSFT's history ends here; ^GSPC is cut to the same end so both share their sessions
+LAST_DAY = "2017-11-10"
+
+
+def embedded_bars(symbol: str, rows: int) -> pd.DataFrame:
+    """The ``rows`` sessions up to ``LAST_DAY`` of MSFT (pmdarima) or ^GSPC (arch)."""
+    if symbol == "MSFT":
+        from pmdarima.datasets import load_msft
+
+        raw = load_msft().tail(rows)
+        dates, adj = pd.to_datetime(raw["Date"]), raw["Close"]
+    else:
+        from arch.data import sp500
+
+        raw = sp500.load().loc[:LAST_DAY].tail(rows)
+        dates, adj = raw.index, raw["Adj Close"]
+    return pd.DataFrame(
+        {
+            "symbol": symbol,
+            "date": pd.DatetimeIndex(dates),
+            "close": raw["Close"].to_numpy(),
+            "adj_close": adj.to_numpy(),
+            "high": raw["High"].to_numpy(),
+            "low": raw["Low"].to_numpy(),
+        }
+    )
+
+
+def feature_frame(bars: pd.DataFrame, horizon: int = HORIZON) -> pd.DataFrame:
+    """Return/volatility/trend features and forward log-return targets, per symbol."""
+    frames = []
+    for _symbol, b in bars.groupby("symbol", sort=True):
+        b = b.sort_values("date").reset_index(drop=True)
+        log_price = np.log(b["adj_close"])
+        ret = log_price.diff()
+        out = b[["symbol", "date", "close", "adj_close"]].copy()
+        out["ret_1"] = ret
+        out["ret_5"] = log_price.diff(5)
+        out["ret_10"] = log_price.diff(10)
+        out["vol_10"] = ret.rolling(10).std()
+        out["trend_20"] = log_price - log_price.rolling(20).mean()
+        out["range_1"] = np.log(b["high"] / b["low"])
+        for h in range(1, horizon + 1):
+            out[f"target_{h}"] = log_price.shift(-h) - log_price
+        frames.append(out)
+    return pd.concat(frames, ignore_index=True)
+
+
+def make_dataset(symbols: tuple[str, ...] = ("MSFT",), rows: int = 400) -> Dataset:
+    bars = pd.concat([embedded_bars(s, rows) for s in symbols], ignore_index=True)
+    return Dataset(
+        frame=feature_frame(bars),
+        feature_names=FEATURES,
+        target_names=TARGETS,
+        feature_config={"stand_in": True},
+    )
+
+
+def with_leak(data: Dataset, noise: float, seed: int = 0) -> Dataset:
+    """``data`` plus a feature holding each row's future returns + noise: a model can beat naive."""
+    rng = np.random.default_rng(seed)
+    frame = data.frame.copy()
+    names = []
+    for target in data.target_names:
+        name = f"hint_{target}"
+        frame[name] = frame[target].fillna(0.0) + rng.normal(0.0, noise, len(frame))
+        names.append(name)
+    return Dataset(frame, [*data.feature_names, *names], data.target_names, data.feature_config)
+
+
+def tiny_config(**overrides: object) -> ModelConfig:
+    """Few epochs, few trees, short windows: seconds per fit on one core."""
+    base = {
+        "seed": 7,
+        "window": 10,
+        "device": "cpu",
+        "n_threads": 1,
+        "lstm": {
+            "hidden_size": 8,
+            "num_layers": 1,
+            "max_epochs": 3,
+            "patience": 2,
+            "batch_size": 64,
+        },
+        "xgboost": {
+            "n_estimators": 30,
+            "max_depth": 3,
+            "early_stopping_rounds": 10,
+            "learning_rate": 0.1,
+        },
+        "lightgbm": {
+            "n_estimators": 30,
+            "num_leaves": 7,
+            "min_data_in_leaf": 10,
+            "early_stopping_rounds": 10,
+            "learning_rate": 0.1,
+        },
+        "evaluation": {"n_folds": 2, "test_fraction": 0.3, "val_fraction": 0.2, "cost_bps": 5},
+    }
+    base.update(overrides)
+    return ModelConfig.model_validate(base)
