@@ -59,3 +59,13 @@ def settings(store_settings: StoreSettings) -> Settings:
 
 # the prediction API's session fixtures (one bundle build shared by its unit/functional/integration tests)
 pytest_plugins = ["utils.api_fixtures"]
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
+    """One real MLflow tracking server (SQLite backend) for the session."""
+    from stockml.local import start_mlflow_server
+
+    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))
+    yield server
+    server.stop()

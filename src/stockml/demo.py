@@ -10,13 +10,16 @@ import json
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from rich.console import Console
 from rich.table import Table
 
 from stockml.settings import Settings
+
+if TYPE_CHECKING:
+    from stockml.train import ModelConfig
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +32,7 @@ def run_demo(
     days: int = 5,
     port: int = 0,
     serve_after: bool = False,
+    model_config: ModelConfig | None = None,
 ) -> dict[str, Any]:
     """Run every stage on ``settings.store`` and return the served prediction.
 
@@ -39,6 +43,7 @@ def run_demo(
         days: trading days to predict.
         port: API port on 127.0.0.1 (0 = any free port).
         serve_after: keep serving until interrupted after printing the prediction.
+        model_config: training configuration (default: configs/model_config.yaml).
 
     Returns:
         The ``POST /predict/{symbol}`` response body.
@@ -66,7 +71,7 @@ def run_demo(
 
     console.rule("3/5 train, evaluate walk-forward against the baselines, log to MLflow, export ONNX")
     with tracking_server(settings.mlflow.tracking_uri) as uri:
-        summary = run_training(settings, [symbol], tracking_uri=uri)
+        summary = run_training(settings, [symbol], config=model_config, tracking_uri=uri)
         console.print(f"MLflow: {uri}  run {summary['mlflow']['run_id'] if summary['mlflow'] else '-'}")
     console.print_json(json.dumps({k: summary[k] for k in ("version", "gate", "walk_forward_ensemble")}, default=str))
     if summary["promoted"]:

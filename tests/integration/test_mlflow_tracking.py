@@ -17,13 +17,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
-    server = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))
-    yield server
-    server.stop()
-
-
 def test_runs_registry_and_aliases_through_the_client(mlflow_server: LocalServer, tmp_path: Path):
     # GIVEN a candidate that loses to naive (real MSFT returns) and one that beats it (a leak)
     data = make_dataset(("MSFT",), rows=300)
