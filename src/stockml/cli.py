@@ -17,7 +17,9 @@ from rich.table import Table
 
 from stockml.settings import Settings
 
-app = typer.Typer(help="stockml: serverless MLOps for daily stock price prediction.", no_args_is_help=True)
+app = typer.Typer(
+    help="stockml: serverless MLOps for daily stock price prediction.", no_args_is_help=True
+)
 console = Console()
 
 
@@ -27,6 +29,10 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logg
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:
+        # the libraries' per-request chatter drowns the pipeline's own progress
+        for name in ("botocore", "boto3", "urllib3", "httpx", "stockml.api.access"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 # === ingestion (issue [1/6]) ===
@@ -220,7 +226,9 @@ def _answers(url: object) -> bool:
 
 @app.command()
 def features(
-    symbols: str = typer.Option(None, help="Comma-separated tickers (default: every symbol with raw bars)."),
+    symbols: str = typer.Option(
+        None, help="Comma-separated tickers (default: every symbol with raw bars)."
+    ),
 ) -> None:
     """Compute the new days' features from raw bars into the store's features/ table."""
     from stockml.features import FeatureConfig
@@ -239,6 +247,7 @@ def features(
         table.add_row(symbol, f"skipped: {why}")
     console.print(table)
 
+
 # === training and evaluation (issue [3/6]) ===
 
 
@@ -248,8 +257,12 @@ def _symbol_list(symbols: str | None) -> list[str] | None:
 
 @app.command("train")
 def train_command(
-    symbols: str = typer.Option(None, help="Comma-separated tickers in the store (default: ingest.symbols less market)."),
-    mlflow: bool = typer.Option(True, help="Log to MLflow (mlflow.tracking_uri, $MLFLOW_TRACKING_URI, else a local server)."),
+    symbols: str = typer.Option(
+        None, help="Comma-separated tickers in the store (default: ingest.symbols less market)."
+    ),
+    mlflow: bool = typer.Option(
+        True, help="Log to MLflow (mlflow.tracking_uri, $MLFLOW_TRACKING_URI, else a local server)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Walk-forward evaluate, train, export ONNX, gate and publish a bundle to models/<version>/."""
@@ -268,15 +281,26 @@ def train_command(
     table = Table(title=f"bundle {summary['version']} ({summary['gate']})")
     table.add_column("key")
     table.add_column("value")
-    for key in ("symbols", "promoted", "mlflow", "ensemble_weights", "walk_forward_ensemble", "parity_max_abs"):
+    for key in (
+        "symbols",
+        "promoted",
+        "mlflow",
+        "ensemble_weights",
+        "walk_forward_ensemble",
+        "parity_max_abs",
+    ):
         table.add_row(key, json.dumps(summary[key], default=str))
     console.print(table)
 
 
 @app.command("evaluate")
 def evaluate_command(
-    symbols: str = typer.Option(None, help="Comma-separated tickers in the store (default: ingest.symbols less market)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the evaluation JSON instead of the table."),
+    symbols: str = typer.Option(
+        None, help="Comma-separated tickers in the store (default: ingest.symbols less market)."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the evaluation JSON instead of the table."
+    ),
     output: str = typer.Option(None, help="Also write the evaluation JSON to this file."),
 ) -> None:
     """Walk-forward evaluation of every model beside the naive and drift baselines."""
@@ -331,7 +355,9 @@ def _fmt(value: float | None, spec: str) -> str:
 def serve(
     host: str = typer.Option(None, help="Bind address (default: settings api.host, 127.0.0.1)."),
     port: int = typer.Option(None, help="Port (default: settings api.port)."),
-    bundle_dir: str = typer.Option(None, help="Serve a local bundle folder instead of the store's champion."),
+    bundle_dir: str = typer.Option(
+        None, help="Serve a local bundle folder instead of the store's champion."
+    ),
 ) -> None:
     """Run the prediction API under uvicorn (loopback by default), with JSON access logs."""
     import uvicorn

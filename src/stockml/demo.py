@@ -59,7 +59,9 @@ def run_demo(
     console.rule(f"1/5 ingest {', '.join(symbols)} (providers: {settings.ingest.providers})")
     report = ingest_symbols(settings, symbols=symbols)
     report.raise_for_errors()
-    console.print(_table("raw bars in the store", Store.from_settings(settings.store).summary("raw")))
+    console.print(
+        _table("raw bars in the store", Store.from_settings(settings.store).summary("raw"))
+    )
 
     console.rule("2/5 features")
     started = time.perf_counter()
@@ -69,16 +71,26 @@ def run_demo(
         f"({time.perf_counter() - started:.1f} s); skipped: {features.skipped or 'none'}"
     )
 
-    console.rule("3/5 train, evaluate walk-forward against the baselines, log to MLflow, export ONNX")
+    console.rule(
+        "3/5 train, evaluate walk-forward against the baselines, log to MLflow, export ONNX"
+    )
     with tracking_server(settings.mlflow.tracking_uri) as uri:
         summary = run_training(settings, [symbol], config=model_config, tracking_uri=uri)
-        console.print(f"MLflow: {uri}  run {summary['mlflow']['run_id'] if summary['mlflow'] else '-'}")
-    console.print_json(json.dumps({k: summary[k] for k in ("version", "gate", "walk_forward_ensemble")}, default=str))
+        console.print(
+            f"MLflow: {uri}  run {summary['mlflow']['run_id'] if summary['mlflow'] else '-'}"
+        )
+    console.print_json(
+        json.dumps(
+            {k: summary[k] for k in ("version", "gate", "walk_forward_ensemble")}, default=str
+        )
+    )
     if summary["promoted"]:
         settings.api.model_version = "champion"
     else:
         # honest about it: the gate refused the model, so it is served by version, not as champion
-        console.print(f"[yellow]not promoted to champion ({summary['gate']}); serving version {summary['version']} for the demo[/]")
+        console.print(
+            f"[yellow]not promoted to champion ({summary['gate']}); serving version {summary['version']} for the demo[/]"
+        )
         settings.api.model_version = str(summary["version"])
 
     console.rule("4/5 serve the bundle (FastAPI + ONNX Runtime under uvicorn)")
@@ -128,7 +140,9 @@ def _table(title: str, frame: Any) -> Table:
 
 def _prediction_table(body: dict[str, Any]) -> Table:
     dates = body.get("dates", [])
-    table = Table(title=f"{body['symbol']}: last close {body.get('last_close')} on {body.get('last_date')}, model {body.get('model_version')}")
+    table = Table(
+        title=f"{body['symbol']}: last close {body.get('last_close')} on {body.get('last_date')}, model {body.get('model_version')}"
+    )
     table.add_column("model")
     for day in dates:
         table.add_column(str(day), justify="right")

@@ -21,12 +21,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout_s: float = 60.0, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_http(
+    url: str, timeout_s: float = 60.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
     """Poll ``url`` until it answers (any HTTP status), or raise TimeoutError."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"server exited with code {process.returncode} before {url} answered")
+            raise RuntimeError(
+                f"server exited with code {process.returncode} before {url} answered"
+            )
         try:
             urllib.request.urlopen(url, timeout=2)  # noqa: S310 - loopback only
             return
@@ -72,7 +76,9 @@ def start_moto_server(port: int | None = None, detach: bool = False) -> LocalSer
     return LocalServer(url=url, process=process)
 
 
-def start_mlflow_server(root: Path, port: int | None = None, timeout_s: float = 90.0) -> LocalServer:
+def start_mlflow_server(
+    root: Path, port: int | None = None, timeout_s: float = 90.0
+) -> LocalServer:
     """Start an MLflow tracking server (SQLite backend, artifacts under ``root``) on 127.0.0.1.
 
     One uvicorn worker: the default four (plus a job runner) crowd a small machine.
@@ -86,10 +92,20 @@ def start_mlflow_server(root: Path, port: int | None = None, timeout_s: float = 
     with (root / "server.log").open("ab") as log:
         process = subprocess.Popen(  # noqa: S603 - fixed argv
             [
-                sys.executable, "-m", "mlflow", "server",
-                "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-                "--default-artifact-root", artifacts.as_uri(),
-                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{root / 'mlflow.db'}",
+                "--default-artifact-root",
+                artifacts.as_uri(),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
             ],
             stdout=subprocess.DEVNULL,
             stderr=log,

@@ -134,7 +134,9 @@ class Settings(BaseSettings):
     polygon_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("POLYGON_API_KEY")
     )
-    api_key: SecretStr | None = Field(default=None, validation_alias=AliasChoices("STOCKML_API_KEY"))
+    api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("STOCKML_API_KEY")
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from rich.console import Console
-from utils.training_data import tiny_config
 
 from stockml import calendar
 from stockml.demo import run_demo
 from stockml.local import LocalServer
 from stockml.settings import Settings
 from stockml.storage import Store
+from utils.training_data import tiny_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,8 +28,9 @@ def test_demo_ends_with_a_served_prediction(settings: Settings, mlflow_server: L
     out = io.StringIO()
 
     # WHEN the whole pipeline runs (a tiny model configuration keeps it short)
-    body = run_demo(settings, Console(file=out, width=120), symbol="MSFT", days=3,
-                    model_config=tiny_config())
+    body = run_demo(
+        settings, Console(file=out, width=120), symbol="MSFT", days=3, model_config=tiny_config()
+    )
 
     # THEN the API served a prediction for every model and the ensemble, from the stored data
     store = Store.from_settings(settings.store)
@@ -41,7 +42,9 @@ def test_demo_ends_with_a_served_prediction(settings: Settings, mlflow_server: L
     expected_dates = [str(d.date()) for d in calendar.next_sessions(pd.Timestamp("2017-11-10"), 3)]
     assert body["dates"] == expected_dates
     for closes in body["predictions"].values():
-        assert len(closes) == 3 and all(0.5 * last["close"] < c < 1.5 * last["close"] for c in closes)
+        assert len(closes) == 3 and all(
+            0.5 * last["close"] < c < 1.5 * last["close"] for c in closes
+        )
     # AND the run and the registered version are visible in MLflow, with the bundle in the store
     client = MlflowClient(mlflow_server.url)
     versions = client.search_model_versions("name='stockml-demo-test'")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from stockml.local import LocalServer, start_mlflow_server
+from stockml.local import LocalServer
 from stockml.tracking import CHALLENGER, CHAMPION, PROMOTION_TAG, log_training
 from stockml.train import train
 from utils.training_data import make_dataset, tiny_config, with_leak

@@ -45,10 +45,17 @@ def test_nyse_calendar() -> None:
     assert calendar.is_session("2024-07-05")
     days = calendar.sessions("2024-07-01", "2024-07-08")
     assert [d.day for d in days] == [1, 2, 3, 5, 8]
-    assert list(calendar.next_sessions("2024-07-03", 2)) == [pd.Timestamp("2024-07-05"), pd.Timestamp("2024-07-08")]
+    assert list(calendar.next_sessions("2024-07-03", 2)) == [
+        pd.Timestamp("2024-07-05"),
+        pd.Timestamp("2024-07-08"),
+    ]
     # before the close the last completed session is the previous one; after, today
-    assert calendar.last_completed_session(pd.Timestamp("2024-07-05 19:00", tz="UTC")) == pd.Timestamp("2024-07-03")
-    assert calendar.last_completed_session(pd.Timestamp("2024-07-05 20:30", tz="UTC")) == pd.Timestamp("2024-07-05")
+    assert calendar.last_completed_session(
+        pd.Timestamp("2024-07-05 19:00", tz="UTC")
+    ) == pd.Timestamp("2024-07-03")
+    assert calendar.last_completed_session(
+        pd.Timestamp("2024-07-05 20:30", tz="UTC")
+    ) == pd.Timestamp("2024-07-05")
 
 
 def _spec() -> FeatureSpec:
@@ -68,9 +75,17 @@ def test_feature_spec_scales_with_training_stats_and_refuses_nan() -> None:
 def test_bundle_roundtrip_and_corruption(tmp_path: Path) -> None:
     # GIVEN a written bundle
     entry = ModelEntry(file="m.onnx", kind="tabular", input_name="x", output_name="y")
-    write_bundle(tmp_path, version="1", git_commit="abc", feature_spec=_spec(), metrics={"m": {"rmse": 1.0}},
-                 onnx_models={"m": (b"onnx-bytes", entry)}, ensemble_weights={"m": 1.0},
-                 intervals={}, symbols=["MSFT"])
+    write_bundle(
+        tmp_path,
+        version="1",
+        git_commit="abc",
+        feature_spec=_spec(),
+        metrics={"m": {"rmse": 1.0}},
+        onnx_models={"m": (b"onnx-bytes", entry)},
+        ensemble_weights={"m": 1.0},
+        intervals={},
+        symbols=["MSFT"],
+    )
     # WHEN read back THEN it verifies
     bundle = read_bundle_dir(tmp_path)
     assert bundle.onnx["m"] == b"onnx-bytes" and bundle.manifest.symbols == ["MSFT"]

@@ -61,16 +61,27 @@ def test_bad_row_is_rejected_with_reason(overrides: dict[str, list[object]], rea
 
 def test_large_real_move_is_not_an_error() -> None:
     # GIVEN a +48% day (YHOO 2008-02-01 was real)
-    bars = _bars(open=[10.0, 14.8, 14.0], high=[11.0, 15.0, 14.5], low=[9.5, 14.0, 13.5],
-                 close=[10.0, 14.8, 14.2], adj_close=[10.0, 14.8, 14.2])
+    bars = _bars(
+        open=[10.0, 14.8, 14.0],
+        high=[11.0, 15.0, 14.5],
+        low=[9.5, 14.0, 13.5],
+        close=[10.0, 14.8, 14.2],
+        adj_close=[10.0, 14.8, 14.2],
+    )
     # WHEN validated  THEN nothing is rejected
     assert validate_bars(bars).rejected.empty
 
 
 def test_close_only_index_without_volume_is_valid() -> None:
     # GIVEN an index bar with only a close (open = high = low = close) and no volume
-    bars = _bars(open=[20.0] * 3, high=[20.0] * 3, low=[20.0] * 3, close=[20.0] * 3,
-                 adj_close=[20.0] * 3, volume=[None] * 3)
+    bars = _bars(
+        open=[20.0] * 3,
+        high=[20.0] * 3,
+        low=[20.0] * 3,
+        close=[20.0] * 3,
+        adj_close=[20.0] * 3,
+        volume=[None] * 3,
+    )
     # WHEN validated THEN it passes
     result = validate_bars(bars)
     assert len(result.valid) == 3 and result.valid["volume"].isna().all()
