@@ -129,8 +129,8 @@ def ingest(
     """Bring the stored bars of ``symbols`` up to date; see the module docstring.
 
     Symbols are fetched in parallel threads and upserted together in chunks (one validation,
-    one partition rewrite per symbol and year touched), so a daily run costs about one GET
-    and one PUT per symbol.
+    one store write per symbol and year touched), so a daily run costs one LIST and about one
+    PUT per symbol (a small delta object; see :mod:`stockml.storage`).
 
     Args:
         store: where bars live.

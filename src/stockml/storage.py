@@ -2,41 +2,55 @@
 
 Layout (one bucket, any S3 endpoint: AWS, moto_server, LocalStack)::
 
-    <prefix>/symbol=<SYM>/year=<YYYY>/part-<version>_<first>_<last>_<rows>.parquet
+    <prefix>/symbol=<SYM>/year=<YYYY>/part-<version>_<first>_<last>_<rows>_<tail>.parquet
+    <prefix>/symbol=<SYM>/year=<YYYY>/delta-<version>_<first>_<last>_<rows>_<tail>.parquet
     <quarantine_prefix>/stage=<stage>/day=<YYYY-MM-DD>/<version>.parquet
 
 ``<SYM>`` is the symbol escaped as Hive escapes partition values (``^GSPC`` ->
-``%5EGSPC``), so any ticker round-trips through the key. A daily update rewrites one small
-``symbol + year`` partition, never a symbol's whole history.
+``%5EGSPC``), so any ticker round-trips through the key. ``<version>`` is a clock-based id
+that sorts after every older file of the partition; ``<first>``/``<last>`` are the dates
+the file holds and ``<tail>`` a digest of the values of its last row (see
+:func:`_row_digest`). So ``last_dates``, ``summary`` and the daily append need one LIST and
+no GET. A daily update touches one small ``symbol + year`` partition, never a symbol's whole
+history.
 
-How readers see only committed data (write new, then swap; never delete first):
+A partition is one **base** file (``part-``) plus the **deltas** written after it:
 
-1. An upsert reads the partition's current file, merges the new rows (drop duplicates on the
-   key keeping the new row) and PUTs the merged partition as a NEW object whose ``version``
-   sorts after every existing one. A single S3 PUT is atomic: the object is either absent or
-   complete, and S3 listings are strongly consistent.
-2. Only then are the older files of that partition deleted (the swap).
-3. Readers list the partition and read only its NEWEST file; older files are ignored.
+* Appending (tables keyed by ``(symbol, date)``): when every new row is dated after the
+  partition's last day - except a copy of that last row whose digest equals ``<tail>``
+  (the overlap day of an incremental fetch, unchanged) - the upsert PUTs the new rows as a
+  small delta object and reads nothing. A daily run costs one PUT per symbol.
+* Merging (anything else: a changed or older row, other keys, or a partition that already
+  has ``MAX_DELTAS`` deltas, i.e. compaction): the upsert GETs the base and its deltas,
+  merges the new rows (the new row wins per key) and PUTs the result as a NEW base whose
+  version sorts after every file of the partition; only then are the older files deleted.
 
-A run that dies before step 1 completes leaves the old file as the newest: the previous data,
-intact. A run that dies between 1 and 2 leaves both files, and readers still see exactly one
-copy of each row (the new one); the next upsert of that partition deletes the leftovers. The
-object name also carries the partition's first/last date and row count, so ``last_dates``
-and ``summary`` need one LIST and no GET.
+What readers see: the newest base and the deltas whose version is newer than it; older
+files (superseded, or left over by a crash) are ignored. A delta only ever holds days after
+everything written before it, so base + live deltas hold each row once.
+
+Crash safety (write new, then swap; never delete first; a single S3 PUT is atomic and
+listings are strongly consistent): a run that dies before a PUT completes leaves the
+partition as it was. One that dies after a merge's PUT but before the deletes leaves old
+base and deltas behind, all older than the new base, so readers still see every row once,
+the new values winning; the next write of that partition (append or merge) deletes them.
+An append has no step after its PUT.
 
 Limits: one writer per symbol at a time (the ingestion fan-out gives each symbol to exactly
 one batch); two concurrent writers to one partition would make the last PUT win.
 
 S3 I/O goes through a per-Store boto3 client (no process-wide endpoint setting, so two
-stores on two endpoints never leak into each other) and is parallelised with threads; the
+stores on two endpoints never leak into each other) and one thread pool per Store; the
 Parquet (de)serialisation is pyarrow's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import re
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -44,7 +58,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote, unquote
@@ -63,11 +77,21 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-# part-<20-digit ns version>-<8 hex>_<first YYYYMMDD>_<last YYYYMMDD>_<rows>.parquet
+_in_pool = threading.local()
+
+
+def _mark_pool_thread() -> None:
+    _in_pool.flag = True
+
+
+# <kind>-<20-digit ns version>-<8 hex>_<first YYYYMMDD>_<last YYYYMMDD>_<rows>[_<tail>].parquet
 _PART_RE = re.compile(
-    r"^part-(?P<version>\d{20}-[0-9a-f]{8})_(?P<first>\d{8})_(?P<last>\d{8})_(?P<rows>\d+)\.parquet$"
+    r"^(?P<kind>part|delta)-(?P<version>\d{20}-[0-9a-f]{8})_(?P<first>\d{8})_(?P<last>\d{8})"
+    r"_(?P<rows>\d+)(?:_(?P<tail>[0-9a-f]{16}))?\.parquet$"
 )
 _DEFAULT_WORKERS = 16
+# a partition with this many live deltas is compacted by its next upsert
+MAX_DELTAS = 8
 _LIST_WHOLE_PREFIX_ABOVE = 20
 
 
@@ -82,6 +106,43 @@ class PartFile:
     first: pd.Timestamp
     last: pd.Timestamp
     rows: int
+    delta: bool = False
+    tail: str | None = None
+
+
+@dataclass(frozen=True)
+class _Partition:
+    """The files of one (symbol, year) partition and which of them readers see."""
+
+    base: PartFile | None
+    deltas: tuple[PartFile, ...]  # live deltas (newer than the base), oldest first
+    files: tuple[PartFile, ...]  # every file, live or superseded
+
+    @property
+    def live(self) -> list[PartFile]:
+        return ([self.base] if self.base is not None else []) + list(self.deltas)
+
+    @property
+    def version(self) -> str:
+        return max(p.version for p in self.files)
+
+    @property
+    def first(self) -> pd.Timestamp:
+        return min(p.first for p in self.live)
+
+    @property
+    def last(self) -> pd.Timestamp:
+        return max(p.last for p in self.live)
+
+    @property
+    def rows(self) -> int:
+        # deltas only ever hold days after everything before them: no overlap to subtract
+        return sum(p.rows for p in self.live)
+
+    @property
+    def tail(self) -> str | None:
+        """The digest of the partition's last row (None when unknown)."""
+        return max(self.live, key=lambda p: (p.last, p.version)).tail
 
 
 @dataclass(frozen=True)
@@ -119,6 +180,13 @@ class _Merged:
     new: int
     changed: int
     mismatch: bool
+    delta: bool = False
+
+
+@lru_cache(maxsize=4096)
+def _day(yyyymmdd: str) -> pd.Timestamp:
+    # the same few hundred dates recur across thousands of object names in one LIST
+    return pd.Timestamp(yyyymmdd)
 
 
 def encode_symbol(symbol: str) -> str:
@@ -186,6 +254,50 @@ def _key_hash(df: pd.DataFrame, key: Sequence[str]) -> np.ndarray:
     return pd.util.hash_pandas_object(pd.DataFrame(parts), index=False).to_numpy()
 
 
+def _digest_value(value: object) -> str:
+    if value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
+        return "~"
+    if isinstance(value, (int, np.integer)) and abs(int(value)) > 2**53:
+        return str(int(value))  # beyond float precision: exact, never a false "equal"
+    if isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating)):
+        return float(value).hex()
+    if isinstance(value, (pd.Timestamp, np.datetime64, date)):
+        return str(pd.Timestamp(value).value)
+    return repr(str(value))
+
+
+def _row_digest(df: pd.DataFrame, position: int, key: Sequence[str]) -> str:
+    """16 hex digits identifying the non-key values of one row (dtype-independent).
+
+    Two rows with equal digests hold equal values in the sense of :meth:`Store.upsert_table`
+    (``==``, NaN equal to NaN), so the last row of a partition can be compared with a new
+    copy of it from the object name alone.
+    """
+    text = "|".join(
+        f"{c}={_digest_value(df[c].iloc[position])}" for c in sorted(df.columns) if c not in key
+    )
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _rows_after(current: _Partition, rows: pd.DataFrame, key: Sequence[str]) -> pd.DataFrame | None:
+    """The rows to append as a delta, or None when the partition must be merged instead.
+
+    Appending is right when every row is dated after the partition's last day, except a copy
+    of that last day's row whose digest equals the one in the object name (the overlap day
+    of an incremental fetch, unchanged).
+    """
+    days = _naive_day(rows["date"]).to_numpy()
+    last = current.last.to_datetime64()
+    if (days < last).any():
+        return None
+    at_last = np.flatnonzero(days == last)
+    if len(at_last):
+        if current.tail is None or _row_digest(rows, int(at_last[0]), key) != current.tail:
+            return None
+        return rows[days > last]
+    return rows
+
+
 def _date_column(df: pd.DataFrame) -> str:
     for name in ("date", "published_at"):
         if name in df.columns:
@@ -220,7 +332,15 @@ class Store:
         self.models_prefix = models_prefix.strip("/")
         self.news_prefix = news_prefix.strip("/")
         self.max_workers = max_workers
-        self._s3 = boto3.session.Session().client(
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        session = boto3.session.Session()
+        # LIST answers carry a LastModified per key that nobody here reads; botocore's
+        # dateutil parsing of it costs more than the request on a 10,000-key prefix
+        session._session.get_component("response_parser_factory").set_parser_defaults(
+            timestamp_parser=str
+        )
+        self._s3 = session.client(
             "s3",
             endpoint_url=endpoint_url,
             region_name=region,
@@ -336,7 +456,7 @@ class Store:
         if len(checked.rejected):
             self.write_quarantine(checked.rejected, stage=self.raw_prefix)
         report = self.upsert_table(
-            self.raw_prefix, checked.valid, expect_unchanged=expect_unchanged
+            self.raw_prefix, checked.valid, expect_unchanged=expect_unchanged, parts=parts
         )
         quarantined = checked.rejected.groupby(checked.rejected["symbol"].astype(str)).size()
         return replace(
@@ -358,13 +478,14 @@ class Store:
         if len(valid) != len(checked.valid):
             raise StoreError(f"replace_bars({symbol!r}) got rows of other symbols")
         old = self._parts(self.raw_prefix, [symbol])
-        old_rows = sum(p.rows for p in self._newest(old).values())
+        state = self._partitions(old)
+        old_rows = sum(p.rows for p in state.values())
         groups = [
-            ((symbol, int(year)), rows)
+            ((symbol, int(year)), rows, False)
             for year, rows in valid.groupby(valid["date"].dt.year, sort=True)
         ]
         written = self._write_partitions(
-            self.raw_prefix, groups, "date", self._newest(old), superseded=old, drop_untouched=True
+            self.raw_prefix, groups, "date", state, superseded=old, drop_untouched=True
         )
         return UpsertReport(
             rows_valid=len(valid),
@@ -390,9 +511,9 @@ class Store:
         if parts is None:
             parts = self.list_parts(prefix, symbols)
         out: dict[str, pd.Timestamp] = {}
-        for part in self._newest(parts).values():
-            if part.symbol not in out or part.last > out[part.symbol]:
-                out[part.symbol] = part.last
+        for (symbol, _), part in self._partitions(parts).items():
+            if symbol not in out or part.last > out[symbol]:
+                out[symbol] = part.last
         return out
 
     def list_parts(
@@ -407,10 +528,10 @@ class Store:
 
     def summary(self, prefix: str | None = None) -> pd.DataFrame:
         """Per symbol: ``rows, first, last, partitions`` under ``prefix`` (default raw), one LIST."""
-        newest = self._newest(self._parts(prefix or self.raw_prefix))
+        state = self._partitions(self._parts(prefix or self.raw_prefix))
         rows = [
-            {"symbol": p.symbol, "rows": p.rows, "first": p.first, "last": p.last}
-            for p in newest.values()
+            {"symbol": symbol, "rows": p.rows, "first": p.first, "last": p.last}
+            for (symbol, _), p in state.items()
         ]
         if not rows:
             return pd.DataFrame(columns=["symbol", "rows", "first", "last", "partitions"])
@@ -432,16 +553,18 @@ class Store:
     ) -> pd.DataFrame:
         """Rows of a partitioned table (raw/, features/, news/ ...), sorted by symbol and date.
 
-        Only partitions whose year overlaps ``[start, end]`` are read; rows are then cut to
-        the range on the table's ``date`` (or ``published_at``, by UTC day) column.
+        Only the live files (base and deltas) of partitions whose dates overlap
+        ``[start, end]`` are read; rows are then cut to the range on the table's ``date`` (or
+        ``published_at``, by UTC day) column.
         """
         lo = None if start is None else pd.Timestamp(start).normalize()
         hi = None if end is None else pd.Timestamp(end).normalize()
-        newest = self._newest(self._parts(prefix, symbols))
+        state = self._partitions(self._parts(prefix, symbols))
         wanted = [
-            p
-            for p in newest.values()
+            f
+            for p in state.values()
             if (lo is None or p.last >= lo) and (hi is None or p.first <= hi)
+            for f in p.live
         ]
         if not wanted:
             return pd.DataFrame()
@@ -491,19 +614,30 @@ class Store:
         new = df.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
         symbols = sorted(new["symbol"].astype(str).unique())
         existing = list(parts) if parts is not None else self._parts(prefix, symbols)
-        newest = self._newest(existing)
-        years = _naive_day(new[column]).dt.year
+        state = self._partitions(existing)
+        # deltas need "a later day is a new row": only for tables keyed by (symbol, date)
+        appendable = key == ["symbol", "date"] and column == "date"
+        days = _naive_day(new[column])
         groups = [
             ((str(symbol), int(year)), rows)
-            for (symbol, year), rows in new.groupby([new["symbol"].astype(str), years], sort=True)
+            for (symbol, year), rows in new.groupby(
+                [new["symbol"].astype(str), days.dt.year], sort=False
+            )
         ]
 
         def merge(item: tuple[tuple[str, int], pd.DataFrame]) -> _Merged:
             (symbol, year), rows = item
-            current = newest.get((symbol, year))
+            current = state.get((symbol, year))
             if current is None:
                 return _Merged(symbol, year, rows, len(rows), 0, False)
-            old = _from_parquet(self.get_bytes(current.key))
+            if appendable and len(current.deltas) < MAX_DELTAS:
+                after = _rows_after(current, rows, key)
+                if after is not None:
+                    # no GET: only days after the partition's last one, whose stored row
+                    # the object name proves unchanged
+                    frame = after if len(after) else None
+                    return _Merged(symbol, year, frame, len(after), 0, False, delta=True)
+            old = self._read_files(current.live)
             # vectorised key matching: the merge runs once per partition of a daily run
             old_keys, new_keys = _key_hash(old, key), _key_hash(rows, key)
             stored = np.isin(new_keys, old_keys)
@@ -533,9 +667,9 @@ class Store:
         kept = [m for m in merged if m.symbol not in mismatched]
         written = self._write_partitions(
             prefix,
-            [((m.symbol, m.year), m.frame) for m in kept if m.frame is not None],
+            [((m.symbol, m.year), m.frame, m.delta) for m in kept if m.frame is not None],
             column,
-            newest,
+            state,
             superseded=existing,
         )
         new_by: dict[str, int] = defaultdict(int)
@@ -624,51 +758,83 @@ class Store:
             symbol=decode_symbol(pieces[0][len("symbol=") :]),
             year=int(pieces[1][len("year=") :]),
             version=match["version"],
-            first=pd.Timestamp(match["first"]),
-            last=pd.Timestamp(match["last"]),
+            first=_day(match["first"]),
+            last=_day(match["last"]),
             rows=int(match["rows"]),
+            delta=match["kind"] == "delta",
+            tail=match["tail"],
         )
 
     @staticmethod
-    def _newest(parts: Iterable[PartFile]) -> dict[tuple[str, int], PartFile]:
-        newest: dict[tuple[str, int], PartFile] = {}
+    def _partitions(parts: Iterable[PartFile]) -> dict[tuple[str, int], _Partition]:
+        """Group files by (symbol, year): the newest base, and the deltas written after it."""
+        slots: dict[tuple[str, int], list[PartFile]] = defaultdict(list)
         for part in parts:
-            slot = (part.symbol, part.year)
-            if slot not in newest or part.version > newest[slot].version:
-                newest[slot] = part
-        return newest
+            slots[(part.symbol, part.year)].append(part)
+        out: dict[tuple[str, int], _Partition] = {}
+        for slot, files in slots.items():
+            files.sort(key=lambda p: p.version)
+            bases = [p for p in files if not p.delta]
+            base = bases[-1] if bases else None
+            # a base folds in (or, for replace_bars, replaces) every delta older than itself
+            deltas = tuple(
+                p for p in files if p.delta and (base is None or p.version > base.version)
+            )
+            if base is None and not deltas:
+                continue
+            out[slot] = _Partition(base=base, deltas=deltas, files=tuple(files))
+        return out
+
+    def _read_files(self, files: Sequence[PartFile]) -> pd.DataFrame:
+        frames = self._map(lambda p: _from_parquet(self.get_bytes(p.key)), files)
+        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
     def _write_partitions(
         self,
         prefix: str,
-        groups: Sequence[tuple[tuple[str, int], pd.DataFrame]],
+        groups: Sequence[tuple[tuple[str, int], pd.DataFrame, bool]],
         column: str,
-        newest: dict[tuple[str, int], PartFile],
+        state: dict[tuple[str, int], _Partition],
         superseded: list[PartFile],
         drop_untouched: bool = False,
     ) -> int:
-        """PUT one new file per ``((symbol, year), rows)`` item, then delete superseded files.
+        """PUT one new file per ``((symbol, year), rows, is_delta)`` item, then delete old files.
 
-        ``superseded`` files of the partitions rewritten here are deleted; with
-        ``drop_untouched`` the others too (a full replacement of a symbol's history).
+        A new base supersedes every file of its partition; a new delta only the files that
+        readers already ignore (leftovers of a crash). With ``drop_untouched`` every file in
+        ``superseded`` goes (a full replacement of a symbol's history).
         """
 
-        def write(item: tuple[tuple[str, int], pd.DataFrame]) -> None:
-            (symbol, year), rows = item
-            rows = rows.sort_values(["symbol", column]).reset_index(drop=True)
-            current = newest.get((symbol, year))
+        def write(item: tuple[tuple[str, int], pd.DataFrame, bool]) -> None:
+            (symbol, year), rows, delta = item
+            if len(rows) > 1:
+                rows = rows.sort_values(["symbol", column]).reset_index(drop=True)
+            current = state.get((symbol, year))
             day = _naive_day(rows[column])
+            tail = (
+                f"_{_row_digest(rows, len(rows) - 1, ('symbol', 'date'))}"
+                if column == "date"
+                else ""
+            )
             name = (
-                f"part-{_new_version(current.version if current else None)}"
-                f"_{day.min():%Y%m%d}_{day.max():%Y%m%d}_{len(rows)}.parquet"
+                f"{'delta' if delta else 'part'}-"
+                f"{_new_version(current.version if current else None)}"
+                f"_{day.iloc[0]:%Y%m%d}_{day.iloc[-1]:%Y%m%d}_{len(rows)}{tail}.parquet"
             )
             key = f"{prefix}/symbol={encode_symbol(symbol)}/year={year}/{name}"
             self.put_bytes(key, _to_parquet(rows))
 
         self._map(write, groups)
         # the swap: only after every new file is in place may the old ones go
-        touched = {slot for slot, _ in groups}
-        stale = [p.key for p in superseded if drop_untouched or (p.symbol, p.year) in touched]
+        rebased = {slot for slot, _, delta in groups if not delta}
+        appended = {slot for slot, _, delta in groups if delta}
+        stale = [
+            p.key
+            for p in superseded
+            if drop_untouched
+            or (p.symbol, p.year) in rebased
+            or ((p.symbol, p.year) in appended and p not in state[(p.symbol, p.year)].live)
+        ]
         self._delete_keys(stale)
         return len(groups)
 
@@ -692,10 +858,18 @@ class Store:
                 )
 
     def _map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        if len(items) <= 1:
+        # a call from inside a pool thread runs serially: waiting on the same pool could
+        # deadlock it
+        if len(items) <= 1 or getattr(_in_pool, "flag", False):
             return [fn(item) for item in items]
-        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(items))) as pool:
-            return list(pool.map(fn, items))
+        with self._pool_lock:
+            if self._pool is None:
+                # one pool for the Store's life: starting threads per call costs more than
+                # a small PUT when the CPU is busy
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.max_workers, initializer=_mark_pool_thread
+                )
+        return list(self._pool.map(fn, items))
 
     def _call(self, fn: Callable[[], T], what: str) -> T:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -98,9 +98,12 @@ def test_crash_between_write_and_swap_loses_nothing(
         back.set_index("date").loc["2023-06-30", "close"]
         == update.set_index("date").loc["2023-06-30", "close"]
     )
-    # AND the next upsert of that partition removes the leftover
+    # AND the next upsert of that partition (a delta) removes the leftover old base
+    leftover = min(store.list_keys("raw/symbol=AAPL/year=2023/"))
     store.upsert_bars(make_bars("AAPL", "2023-08-01", "2023-08-02"))
-    assert len(store.list_keys("raw/symbol=AAPL/year=2023/")) == 1
+    keys = store.list_keys("raw/symbol=AAPL/year=2023/")
+    assert leftover not in keys and len(keys) == 2
+    assert any("/delta-" in k for k in keys)
 
 
 def test_crash_while_writing_keeps_the_previous_data(

@@ -1,0 +1,237 @@
+"""Delta files of the store against a real moto_server: appends, compaction, crash safety."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from stockml.calendar import sessions
+from stockml.errors import StoreError
+from stockml.settings import StoreSettings
+from stockml.storage import MAX_DELTAS, Store
+from utils.bars import make_bars
+
+pytestmark = pytest.mark.integration
+
+PARTITION = "raw/symbol=MSFT/year=2024/"
+
+
+@pytest.fixture
+def store(store_settings: StoreSettings) -> Store:
+    return Store.from_settings(store_settings)
+
+
+@pytest.fixture
+def history() -> pd.DataFrame:
+    # one continuous history; each test stores a prefix of it and appends the following days
+    return make_bars("MSFT", "2024-01-02", "2024-03-28")
+
+
+def _days(history: pd.DataFrame) -> list[pd.Timestamp]:
+    return list(history["date"])
+
+
+def _append_day(store: Store, history: pd.DataFrame, day: pd.Timestamp) -> None:
+    # an incremental fetch: the previous (stored) session as overlap, plus the new one
+    days = _days(history)
+    i = days.index(day)
+    store.upsert_bars(history.iloc[i - 1 : i + 1], expect_unchanged={("MSFT", days[i - 1])})
+
+
+def _count_gets(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    seen: list[str] = []
+    real = store.get_bytes
+
+    def counting(key: str) -> bytes:
+        seen.append(key)
+        return real(key)
+
+    monkeypatch.setattr(store, "get_bytes", counting)
+    return seen
+
+
+def test_a_new_day_is_appended_as_a_delta_without_reading_the_partition(
+    store: Store, history: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN January stored as one base file
+    days = _days(history)
+    jan = history[history["date"] < "2024-02-01"]
+    store.upsert_bars(jan)
+    base_key = store.list_keys(PARTITION)
+
+    # WHEN the next session comes with the (unchanged) last stored day as overlap
+    gets = _count_gets(store, monkeypatch)
+    report = store.upsert_bars(
+        history.iloc[len(jan) - 1 : len(jan) + 1], expect_unchanged={("MSFT", days[len(jan) - 1])}
+    )
+    monkeypatch.undo()
+
+    # THEN nothing is read, one delta object is added beside the untouched base
+    assert gets == []
+    assert (report.rows_new, report.rows_changed, report.partitions_written) == (1, 0, 1)
+    keys = store.list_keys(PARTITION)
+    assert len(keys) == 2 and base_key[0] in keys
+    assert sum("/delta-" in k for k in keys) == 1
+    # AND readers, last_dates and summary see base + delta as one partition
+    back = store.read_bars(["MSFT"])
+    pd.testing.assert_frame_equal(
+        back, history.iloc[: len(jan) + 1].reset_index(drop=True), check_dtype=False
+    )
+    assert store.last_dates() == {"MSFT": days[len(jan)]}
+    summary = store.summary().set_index("symbol")
+    assert summary.loc["MSFT", "rows"] == len(jan) + 1
+    assert summary.loc["MSFT", "partitions"] == 1
+
+
+def test_rerun_writes_nothing_and_a_changed_overlap_in_a_delta_is_detected(
+    store: Store, history: pd.DataFrame
+) -> None:
+    # GIVEN January and two appended days (the last stored day lives in a delta)
+    days = _days(history)
+    n = int((history["date"] < "2024-02-01").sum())
+    store.upsert_bars(history.iloc[:n])
+    _append_day(store, history, days[n])
+    _append_day(store, history, days[n + 1])
+    keys = store.list_keys(PARTITION)
+
+    # WHEN the same day is ingested again
+    again = store.upsert_bars(history.iloc[n : n + 2], expect_unchanged={("MSFT", days[n])})
+
+    # THEN nothing is written
+    assert (again.rows_new, again.rows_changed, again.partitions_written) == (0, 0, 0)
+    assert store.list_keys(PARTITION) == keys
+
+    # WHEN the provider's copy of the last stored day differs (a split) and a new day comes
+    split = history.iloc[n + 1 : n + 3].copy()
+    split[["open", "high", "low", "close"]] /= 2
+    report = store.upsert_bars(split, expect_unchanged={("MSFT", days[n + 1])})
+
+    # THEN the symbol is reported mismatched and nothing is written
+    assert report.mismatched == frozenset({"MSFT"})
+    assert store.list_keys(PARTITION) == keys
+    assert len(store.read_bars(["MSFT"])) == n + 2
+
+
+def test_a_correction_of_an_older_day_folds_the_deltas_into_a_new_base(
+    store: Store, history: pd.DataFrame
+) -> None:
+    # GIVEN January and two appended days
+    days = _days(history)
+    n = int((history["date"] < "2024-02-01").sum())
+    store.upsert_bars(history.iloc[:n])
+    _append_day(store, history, days[n])
+    _append_day(store, history, days[n + 1])
+
+    # WHEN a January day is corrected
+    fix = history.iloc[[5]].copy()
+    fix["close"] += 0.1
+    report = store.upsert_bars(fix)
+
+    # THEN one base file holds everything, with the correction
+    assert report.rows_changed == 1
+    keys = store.list_keys(PARTITION)
+    assert len(keys) == 1 and "/part-" in keys[0]
+    back = store.read_bars(["MSFT"]).set_index("date")
+    assert len(back) == n + 2
+    assert back.loc[days[5], "close"] == fix["close"].iloc[0]
+    assert back.loc[days[n + 1], "close"] == history.set_index("date").loc[days[n + 1], "close"]
+
+
+def test_compaction_after_max_deltas(store: Store, history: pd.DataFrame) -> None:
+    # GIVEN January and MAX_DELTAS appended days (MAX_DELTAS delta files)
+    days = _days(history)
+    n = int((history["date"] < "2024-02-01").sum())
+    store.upsert_bars(history.iloc[:n])
+    for day in days[n : n + MAX_DELTAS]:
+        _append_day(store, history, day)
+    assert sum("/delta-" in k for k in store.list_keys(PARTITION)) == MAX_DELTAS
+
+    # WHEN one more day comes
+    _append_day(store, history, days[n + MAX_DELTAS])
+
+    # THEN the partition is compacted into one base file holding every row exactly once
+    keys = store.list_keys(PARTITION)
+    assert len(keys) == 1 and "/part-" in keys[0]
+    back = store.read_bars(["MSFT"])
+    pd.testing.assert_frame_equal(
+        back, history.iloc[: n + MAX_DELTAS + 1].reset_index(drop=True), check_dtype=False
+    )
+
+
+def test_crash_during_compaction_before_the_swap_loses_nothing(
+    store: Store, history: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a partition with MAX_DELTAS deltas
+    days = _days(history)
+    n = int((history["date"] < "2024-02-01").sum())
+    store.upsert_bars(history.iloc[:n])
+    for day in days[n : n + MAX_DELTAS]:
+        _append_day(store, history, day)
+
+    # WHEN the compacting upsert dies after writing the new base, before deleting the old files
+    def crash(keys: object) -> None:
+        raise StoreError("simulated crash before the swap")
+
+    monkeypatch.setattr(store, "_delete_keys", crash)
+    with pytest.raises(StoreError, match="simulated crash"):
+        _append_day(store, history, days[n + MAX_DELTAS])
+    monkeypatch.undo()
+
+    # THEN old base, deltas and new base all exist, yet every row is read exactly once
+    assert len(store.list_keys(PARTITION)) == MAX_DELTAS + 2
+    expected = history.iloc[: n + MAX_DELTAS + 1].reset_index(drop=True)
+    pd.testing.assert_frame_equal(store.read_bars(["MSFT"]), expected, check_dtype=False)
+    assert store.summary().set_index("symbol").loc["MSFT", "rows"] == len(expected)
+    # AND the next day (a plain delta) removes the leftovers
+    _append_day(store, history, days[n + MAX_DELTAS + 1])
+    keys = store.list_keys(PARTITION)
+    assert len(keys) == 2 and sum("/delta-" in k for k in keys) == 1
+    assert len(store.read_bars(["MSFT"])) == len(expected) + 1
+
+
+def test_crash_while_writing_a_delta_keeps_the_previous_data(
+    store: Store, history: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN January and one appended day
+    days = _days(history)
+    n = int((history["date"] < "2024-02-01").sum())
+    store.upsert_bars(history.iloc[:n])
+    _append_day(store, history, days[n])
+    before = store.read_bars()
+
+    # WHEN the writer dies on the PUT of the next delta
+    def dying_put(key: str, data: bytes) -> None:
+        raise StoreError("simulated crash during PUT")
+
+    monkeypatch.setattr(store, "put_bytes", dying_put)
+    with pytest.raises(StoreError):
+        _append_day(store, history, days[n + 1])
+    monkeypatch.undo()
+
+    # THEN the data are exactly the previous ones, and a retry appends the day once
+    pd.testing.assert_frame_equal(store.read_bars(), before)
+    _append_day(store, history, days[n + 1])
+    _append_day(store, history, days[n + 1])
+    back = store.read_bars()
+    assert len(back) == n + 2 and not back.duplicated(["symbol", "date"]).any()
+
+
+def test_replace_bars_hides_older_deltas(store: Store, history: pd.DataFrame) -> None:
+    # GIVEN January and two appended days
+    days = _days(history)
+    n = int((history["date"] < "2024-02-01").sum())
+    store.upsert_bars(history.iloc[:n])
+    _append_day(store, history, days[n])
+    _append_day(store, history, days[n + 1])
+
+    # WHEN the whole history is replaced by a re-adjusted one
+    adjusted = history.iloc[: n + 2].copy()
+    adjusted[["open", "high", "low", "close", "adj_close"]] /= 2
+    store.replace_bars("MSFT", adjusted)
+
+    # THEN only the new values are read, each day once, in one base file
+    pd.testing.assert_frame_equal(
+        store.read_bars(["MSFT"]), adjusted.reset_index(drop=True), check_dtype=False
+    )
+    assert len(store.list_keys(PARTITION)) == 1
+    assert sessions("2024-01-02", days[n + 1])[-1] == store.last_dates()["MSFT"]
