@@ -31,7 +31,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logg
     )
     if not verbose:
         # the libraries' per-request chatter drowns the pipeline's own progress
-        for name in ("botocore", "boto3", "urllib3", "httpx", "stockml.api.access"):
+        for name in ("botocore", "boto3", "urllib3", "httpx"):
             logging.getLogger(name).setLevel(logging.WARNING)
 
 

@@ -120,6 +120,8 @@ def _start_api(settings: Settings, port: int) -> tuple[Any, threading.Thread, st
     from stockml.local import free_port, wait_http
 
     port = port or free_port()
+    # the demo prints its own summary of the two calls it makes; `stockml serve` logs them all
+    logging.getLogger("stockml.api.access").setLevel(logging.WARNING)
     config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="stockml-api", daemon=True)
