@@ -5,6 +5,9 @@ Layout of one bundle (a local folder, or ``s3://<bucket>/<models_prefix>/<versio
     manifest.json        Manifest (below); lists every other file with its sha256
     feature_spec.json    FeatureSpec: feature names, scaler statistics, window, horizon
     metrics.json         evaluation metrics per model and for the baselines
+    sessions.json        optional: NYSE sessions from a year before the stalest symbol's last
+                         day to about a year ahead (calendar.SessionTable), so serving needs
+                         no exchange-calendars at start-up; it falls back to it past the span
     <model>.onnx         one file per model
 
 Every ONNX model maps float32 inputs to float32 forward log returns for horizons 1..H:
@@ -26,11 +29,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from stockml.calendar import SessionTable
 from stockml.errors import BundleError, FeatureError
 
 MANIFEST = "manifest.json"
 FEATURE_SPEC = "feature_spec.json"
 METRICS = "metrics.json"
+SESSIONS = "sessions.json"
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -89,7 +94,11 @@ class FeatureSpec:
             raise FeatureError(f"features are missing columns {missing}")
         x = features[self.feature_names].to_numpy(dtype=np.float64)
         if not np.isfinite(x).all():
-            bad = [c for c, ok in zip(self.feature_names, np.isfinite(x).all(axis=0), strict=True) if not ok]
+            bad = [
+                c
+                for c, ok in zip(self.feature_names, np.isfinite(x).all(axis=0), strict=True)
+                if not ok
+            ]
             raise FeatureError(f"features hold NaN or inf in {bad}")
         scaled = (x - np.asarray(self.mean)) / np.asarray(self.std)
         # float32 here, once: tree thresholds and ONNX both see the same rounded values
@@ -148,6 +157,7 @@ class Bundle:
     feature_spec: FeatureSpec
     metrics: dict[str, Any]
     onnx: dict[str, bytes]
+    sessions: SessionTable | None = None
 
 
 def write_bundle(
@@ -162,10 +172,12 @@ def write_bundle(
     intervals: dict[str, dict[str, Any]],
     symbols: list[str],
     extra: dict[str, Any] | None = None,
+    sessions: SessionTable | None = None,
 ) -> Manifest:
     """Write a bundle into ``folder`` (created) and return its manifest.
 
     ``onnx_models`` maps a model name to (ONNX bytes, entry); ``entry.file`` names the file.
+    ``sessions`` (optional) is written as ``sessions.json`` for serving's dates.
     """
     folder.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
@@ -178,6 +190,8 @@ def write_bundle(
     put(METRICS, json.dumps(metrics, indent=2, sort_keys=True, default=float).encode())
     for _name, (data, entry) in onnx_models.items():
         put(entry.file, data)
+    if sessions is not None:
+        put(SESSIONS, sessions.to_json().encode())
     manifest = Manifest(
         version=version,
         created_at=pd.Timestamp.now(tz="UTC").isoformat(),
@@ -218,10 +232,15 @@ def read_bundle_files(files: dict[str, bytes]) -> Bundle:
     try:
         spec = FeatureSpec.from_json(files[FEATURE_SPEC].decode())
         metrics = json.loads(files[METRICS].decode())
+        sessions = (
+            SessionTable.from_json(files[SESSIONS].decode()) if SESSIONS in manifest.files else None
+        )
     except (ValueError, TypeError, KeyError) as exc:
         raise BundleError(f"bundle metadata is unreadable: {exc}") from exc
     onnx = {name: files[entry.file] for name, entry in manifest.models.items()}
-    return Bundle(manifest=manifest, feature_spec=spec, metrics=metrics, onnx=onnx)
+    return Bundle(
+        manifest=manifest, feature_spec=spec, metrics=metrics, onnx=onnx, sessions=sessions
+    )
 
 
 def read_bundle_dir(folder: Path) -> Bundle:

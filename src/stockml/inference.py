@@ -166,6 +166,9 @@ class Predictor:
         self.manifest = bundle.manifest
         self.spec = bundle.feature_spec
         self.horizon = int(self.manifest.horizon)
+        # the bundle's precomputed NYSE sessions (no exchange-calendars to build), else the
+        # calendar module itself: both answer sessions/next_sessions/last_completed_session
+        self.calendar: Any = calendar if bundle.sessions is None else bundle.sessions
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
@@ -273,7 +276,7 @@ class Predictor:
             model_version=self.version,
             last_date=last_date,
             last_close=last_close,
-            dates=tuple(d.date() for d in calendar.next_sessions(last_date, days)),
+            dates=tuple(d.date() for d in self.calendar.next_sessions(last_date, days)),
             models=forecasts,
         )
 
@@ -503,13 +506,14 @@ class PredictionService:
         """Symbols with a model and stored features, with how many sessions old they are."""
         dates = self.features.last_dates()
         known = self.predictor.manifest.symbols
-        latest = calendar.last_completed_session()
+        cal = self.predictor.calendar
+        latest = cal.last_completed_session()
         out = []
         for symbol in sorted(dates):
             if known and symbol not in known:
                 continue
             last = pd.Timestamp(dates[symbol])
-            age = max(len(calendar.sessions(last, latest)) - 1, 0)
+            age = max(len(cal.sessions(last, latest)) - 1, 0)
             out.append(SymbolStatus(symbol, last, age, age <= self.max_feature_age_sessions))
         return out
 
@@ -527,8 +531,10 @@ def load_service(settings: Settings, store: Store | None = None) -> PredictionSe
     started = time.perf_counter()
     bundle = load_bundle(store, settings.api.model_version, settings.api.bundle_dir)
     predictor = Predictor(bundle)
-    # build the trading calendar now (~1 s), in the Lambda init phase, not in the first request
-    calendar.next_sessions(pd.Timestamp.now(), 1)
+    if bundle.sessions is None:
+        # an older bundle without sessions.json: build the trading calendar now (~1 s), in
+        # the Lambda init phase, not in the first request
+        calendar.next_sessions(pd.Timestamp.now(), 1)
     logger.info(
         "bundle %s loaded in %.0f ms: models %s",
         predictor.version,

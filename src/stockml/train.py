@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 
 from stockml import evaluation
 from stockml.bundle import FeatureSpec, Manifest, write_bundle
+from stockml.calendar import SessionTable
 from stockml.errors import FeatureError, ModelError
 from stockml.models import (
     DriftModel,
@@ -611,6 +612,11 @@ def train(
             "data_window": data_window,
             "model_config": config.model_dump(),
         },
+        # serving dates its forecasts from these, so the API never builds exchange-calendars
+        # at start-up: from a year before the stalest symbol's last day to about a year ahead
+        sessions=SessionTable.build(
+            frame.groupby("symbol")["date"].max().min() - pd.Timedelta(days=366)
+        ),
     )
     return TrainResult(
         version,

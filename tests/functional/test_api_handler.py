@@ -8,15 +8,18 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from conftest import EVENTS, REPO
 from stockml.inference import bundle_loads
 from stockml.settings import StoreSettings
 from utils.api_fixtures import API_KEY
+
+REPO = Path(__file__).resolve().parents[2]
+EVENTS = REPO / "events"
 
 pytestmark = pytest.mark.integration
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from stockml.bundle import FeatureSpec, Manifest, ModelEntry, write_bundle
+from stockml.calendar import SessionTable
 from stockml.features import build_features, feature_columns
 from stockml.features.config import FeatureConfig
 from stockml.inference import champion_key
@@ -231,6 +232,10 @@ def build_bundle(
         ensemble_weights=weights,
         intervals=intervals,
         symbols=SYMBOLS,
+        # as training writes it: from a year before the stalest symbol's last day
+        sessions=SessionTable.build(
+            features.groupby("symbol")["date"].max().min() - pd.Timedelta(days=366)
+        ),
     )
     return BuiltBundle(folder=folder, manifest=manifest, features=features)
 
