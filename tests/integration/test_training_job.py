@@ -124,3 +124,56 @@ def test_cli_evaluate_prints_the_json_report(
         } <= set(pooled)
         assert report["models"][name]["per_symbol"]["MSFT"]["n"] == pooled["n"] > 0
     assert report["models"]["naive"]["pooled"]["rmse_ratio_vs_naive"] == 1.0
+
+
+def test_any_symbol_ingested_from_csv_can_be_evaluated_and_trained(
+    job_env: dict[str, str],
+    store_settings: StoreSettings,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+):
+    from stockml.cli import app
+
+    # GIVEN a Yahoo-style CSV of a symbol the sample provider does not know
+    # (the embedded MSFT bars of 2015-2017, renamed ACME)
+    bars = SampleProvider().fetch_bars(
+        "MSFT", pd.Timestamp("2015-11-01").date(), pd.Timestamp("2017-11-10").date()
+    )
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    bars.rename(
+        columns={
+            "date": "Date",
+            "open": "Open",
+            "high": "High",
+            "low": "Low",
+            "close": "Close",
+            "adj_close": "Adj Close",
+            "volume": "Volume",
+        }
+    )[["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]].to_csv(
+        folder / "ACME.csv", index=False
+    )
+    for key, value in job_env.items():
+        monkeypatch.setenv(key, value)
+    runner = CliRunner()
+
+    # WHEN it is ingested with the csv provider, then evaluated and trained by name
+    ingested = runner.invoke(app, ["ingest", "--path", str(folder), "--symbols", "ACME"])
+    evaluated = runner.invoke(app, ["evaluate", "--symbols", "ACME", "--json"])
+    trained = runner.invoke(app, ["train", "--symbols", "ACME", "--no-mlflow", "--json"])
+
+    # THEN every step succeeds on that symbol and the bundle names it
+    assert ingested.exit_code == 0, ingested.output
+    assert len(Store.from_settings(store_settings).read_bars(["ACME"])) == len(bars)
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads(evaluated.stdout)
+    assert report["symbols"] == ["ACME"]
+    assert report["models"]["ensemble"]["per_symbol"]["ACME"]["n"] > 0
+    assert trained.exit_code == 0, trained.output
+    summary = json.loads(trained.stdout)
+    assert summary["symbols"] == ["ACME"]
+    bundle = read_bundle_files(
+        Store.from_settings(store_settings).get_folder(f"models/{summary['version']}")
+    )
+    assert bundle.manifest.symbols == ["ACME"]
