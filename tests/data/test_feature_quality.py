@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from stockml.features import FeatureConfig, build_features, feature_columns, target_columns
-from stockml.schemas import BAR_COLUMNS
+from utils.sample_data import sample_bars
 
 CONFIG = FeatureConfig()
 
@@ -15,54 +15,7 @@ CONFIG = FeatureConfig()
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
     """Features of MSFT (pmdarima) and ^GSPC, ^IXIC, ^VIX (arch) with the indices as market context."""
-    from arch.data import nasdaq, sp500, vix
-    from pmdarima.datasets import load_msft
-
-    raw = load_msft()
-    msft = pd.DataFrame(
-        {
-            "symbol": "MSFT",
-            "date": pd.to_datetime(raw["Date"]),
-            "open": raw["Open"],
-            "high": raw["High"],
-            "low": raw["Low"],
-            "close": raw["Close"],
-            "adj_close": raw["Close"],
-            "volume": raw["Volume"].astype("float64"),
-            "source": "pmdarima",
-        }
-    )
-    frames = [msft]
-    for symbol, data in (("^GSPC", sp500.load()), ("^IXIC", nasdaq.load())):
-        f = data.reset_index().rename(
-            columns={
-                "Date": "date",
-                "Open": "open",
-                "High": "high",
-                "Low": "low",
-                "Close": "close",
-                "Adj Close": "adj_close",
-                "Volume": "volume",
-            }
-        )
-        frames.append(f.assign(symbol=symbol, source="arch", volume=f["volume"].astype("float64")))
-    v = vix.load()["vix"].dropna()
-    frames.append(
-        pd.DataFrame(
-            {
-                "symbol": "^VIX",
-                "date": v.index,
-                "open": v,
-                "high": v,
-                "low": v,
-                "close": v,
-                "adj_close": v,
-                "volume": np.nan,
-                "source": "arch",
-            }
-        ).reset_index(drop=True)
-    )
-    bars = pd.concat(frames, ignore_index=True)[BAR_COLUMNS]
+    bars = sample_bars("MSFT", "^GSPC", "^IXIC", "^VIX")
     market = bars[bars["symbol"].isin(CONFIG.market.symbols)]
     return build_features(bars, market, None, CONFIG)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,9 @@ import pytest
 from stockml.features import FeatureConfig, build_features, feature_columns, target_columns
 from stockml.features.pipeline import update_features
 from stockml.local import LocalServer
-from stockml.schemas import BAR_COLUMNS
 from stockml.settings import StoreSettings
 from stockml.storage import Store
+from utils.sample_data import sample_bars
 
 pytestmark = pytest.mark.integration
 
@@ -28,42 +29,11 @@ CONFIG = FeatureConfig()
 @pytest.fixture(scope="module")
 def history() -> tuple[pd.DataFrame, pd.DataFrame]:
     """MSFT 2012-2017 (pmdarima) and ^GSPC/^IXIC (arch) of the same years, bar schema."""
-    from arch.data import nasdaq, sp500
-    from pmdarima.datasets import load_msft
-
-    raw = load_msft()
-    msft = pd.DataFrame(
-        {
-            "symbol": "MSFT",
-            "date": pd.to_datetime(raw["Date"]),
-            "open": raw["Open"],
-            "high": raw["High"],
-            "low": raw["Low"],
-            "close": raw["Close"],
-            "adj_close": raw["Close"],
-            "volume": raw["Volume"].astype("float64"),
-            "source": "pmdarima",
-        }
+    start, end = date(2012, 1, 1), date(2017, 11, 10)
+    return (
+        sample_bars("MSFT", start=start, end=end),
+        sample_bars("^GSPC", "^IXIC", start=start, end=end),
     )
-    market = []
-    for symbol, data in (("^GSPC", sp500.load()), ("^IXIC", nasdaq.load())):
-        frame = data.reset_index().rename(
-            columns={
-                "Date": "date",
-                "Open": "open",
-                "High": "high",
-                "Low": "low",
-                "Close": "close",
-                "Adj Close": "adj_close",
-                "Volume": "volume",
-            }
-        )
-        market.append(
-            frame.assign(symbol=symbol, source="arch", volume=frame["volume"].astype("float64"))
-        )
-    market_bars = pd.concat(market)[BAR_COLUMNS]
-    keep = lambda f: f[(f["date"] >= "2012-01-01") & (f["date"] <= "2017-11-10")]  # noqa: E731
-    return keep(msft)[BAR_COLUMNS].reset_index(drop=True), keep(market_bars).reset_index(drop=True)
 
 
 def test_incremental_update_equals_a_full_recompute(store_settings: StoreSettings, history) -> None:  # type: ignore[no-untyped-def]

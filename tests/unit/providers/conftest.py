@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-# tests/ on the path, explicitly: the helpers live in tests/utils/
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from utils.replay_server import ReplayServer, Reply  # noqa: E402
+from utils.replay_server import ReplayServer, Reply
 
 
 @pytest.fixture(scope="session")
