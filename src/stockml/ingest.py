@@ -151,8 +151,9 @@ def ingest(
         target = min(target, pd.Timestamp(end).normalize())
     first = pd.Timestamp(start).normalize()
     symbols = list(dict.fromkeys(symbols))
-    # one listing serves the whole run: this run is the only writer of these symbols
-    parts = store.list_parts(symbols=symbols)
+    # one listing of the newest year folders serves the whole run: this run is the only
+    # writer of these symbols
+    parts = store.list_parts(symbols=symbols, latest=True)
     last = store.last_dates(parts=parts)
     reports = {s: SymbolReport(symbol=s) for s in symbols}
 
@@ -167,29 +168,31 @@ def ingest(
             if progress is not None:
                 progress(symbol)
 
-    for i in range(0, len(symbols), _UPSERT_CHUNK):
-        chunk = symbols[i : i + _UPSERT_CHUNK]
-        fetched = dict(zip(chunk, _threads(fetch, chunk, max_workers), strict=True))
-        frames = {s: f for s, f in fetched.items() if f is not None and len(f)}
-        if not frames:
-            continue
-        # the overlap day must match what is stored; if not, the symbol's basis changed
-        overlap = {(s, last[s]) for s in frames if s in last}
-        try:
-            upserted = store.upsert_bars(
-                pd.concat(frames.values()), expect_unchanged=overlap, parts=parts
-            )
-        except StockmlError as exc:
+    # one pool for the run: starting threads per chunk costs more than a day's fetches
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(symbols)))) as pool:
+        for i in range(0, len(symbols), _UPSERT_CHUNK):
+            chunk = symbols[i : i + _UPSERT_CHUNK]
+            fetched = dict(zip(chunk, pool.map(fetch, chunk), strict=True))
+            frames = {s: f for s, f in fetched.items() if f is not None and len(f)}
+            if not frames:
+                continue
+            # the overlap day must match what is stored; if not, the symbol's basis changed
+            overlap = {(s, last[s]) for s in frames if s in last}
+            try:
+                upserted = store.upsert_bars(
+                    pd.concat(frames.values()), expect_unchanged=overlap, parts=parts
+                )
+            except StockmlError as exc:
+                for s in frames:
+                    reports[s].error = f"{type(exc).__name__}: {exc}"
+                continue
             for s in frames:
-                reports[s].error = f"{type(exc).__name__}: {exc}"
-            continue
-        for s in frames:
-            reports[s].written = upserted.new_by_symbol.get(s, 0) + upserted.changed_by_symbol.get(
-                s, 0
-            )
-            reports[s].quarantined = upserted.quarantined_by_symbol.get(s, 0)
-        for s in sorted(upserted.mismatched):
-            _readjust(store, provider, reports[s], first, target, last[s])
+                reports[s].written = upserted.new_by_symbol.get(
+                    s, 0
+                ) + upserted.changed_by_symbol.get(s, 0)
+                reports[s].quarantined = upserted.quarantined_by_symbol.get(s, 0)
+            for s in sorted(upserted.mismatched):
+                _readjust(store, provider, reports[s], first, target, last[s])
 
     result = IngestReport(end=target, symbols=[reports[s] for s in symbols])
     logger.info("ingest up to %s: %s", target.date(), result.totals())
@@ -244,13 +247,6 @@ def _readjust(
     report.written = replaced.rows_valid
     report.quarantined = replaced.rows_quarantined
     report.readjusted = True
-
-
-def _threads(fn: Callable[[str], T], items: Sequence[str], max_workers: int) -> list[T]:
-    if len(items) <= 1 or max_workers <= 1:
-        return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as pool:
-        return list(pool.map(fn, items))
 
 
 # ---------------------------------------------------------------------- entry points

@@ -40,7 +40,10 @@ def empty_bars() -> pd.DataFrame:
 
 
 def coerce_bars(df: pd.DataFrame) -> pd.DataFrame:
-    """Return ``df`` with exactly the bar columns in their canonical dtypes.
+    """Return ``df`` with exactly the bar columns in their canonical dtypes (a new frame).
+
+    Columns already in their canonical dtype are taken as they are (a daily run coerces
+    thousands of two-row frames: the conversions, not the data, would dominate).
 
     Raises:
         ValidationError: a column is missing or cannot be converted.
@@ -48,19 +51,52 @@ def coerce_bars(df: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in BAR_COLUMNS if c not in df.columns]
     if missing:
         raise ValidationError(f"bars are missing columns {missing}; got {list(df.columns)}")
-    out = df.loc[:, BAR_COLUMNS].copy()
     try:
-        out["symbol"] = out["symbol"].astype("string").astype(object)
-        out["source"] = out["source"].astype("string").astype(object)
-        dates = pd.to_datetime(out["date"])
-        if isinstance(dates.dtype, pd.DatetimeTZDtype):
-            dates = dates.dt.tz_localize(None)
-        out["date"] = dates.dt.normalize().astype("datetime64[ns]")
-        for col in [*PRICE_COLUMNS, "volume"]:
-            out[col] = pd.to_numeric(out[col], errors="coerce").astype("float64")
+        columns = {
+            "symbol": _as_text(df["symbol"]),
+            "date": _as_day(df["date"]),
+            **{c: _as_float(df[c]) for c in [*PRICE_COLUMNS, "volume"]},
+            "source": _as_text(df["source"]),
+        }
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"bars cannot be converted to the bar schema: {exc}") from exc
-    return out.reset_index(drop=True)
+    # text stays object (a bare object array would be inferred as pandas' str dtype)
+    return pd.DataFrame(
+        {
+            c: pd.Series(columns[c], dtype=object, copy=True)
+            if c in ("symbol", "source")
+            else columns[c].copy()
+            for c in BAR_COLUMNS
+        }
+    )
+
+
+def _as_text(values: pd.Series) -> np.ndarray:
+    # object array of str, missing values as pd.NA
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) == "string":
+        return values.to_numpy()
+    return values.astype("string").astype(object).to_numpy()
+
+
+_NS_PER_DAY = 86_400_000_000_000
+
+
+def _as_day(values: pd.Series) -> np.ndarray:
+    # tz-naive datetime64[ns] at midnight (the exchange date)
+    if values.dtype == "datetime64[ns]":
+        array = values.to_numpy()
+        if (array.view("i8") % _NS_PER_DAY == 0).all():
+            return array
+    dates = pd.to_datetime(values)
+    if isinstance(dates.dtype, pd.DatetimeTZDtype):
+        dates = dates.dt.tz_localize(None)
+    return dates.dt.normalize().astype("datetime64[ns]").to_numpy()
+
+
+def _as_float(values: pd.Series) -> np.ndarray:
+    if values.dtype == np.float64:
+        return values.to_numpy()
+    return pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
 
 
 @dataclass(frozen=True)

@@ -2,42 +2,54 @@
 
 Layout (one bucket, any S3 endpoint: AWS, moto_server, LocalStack)::
 
-    <prefix>/symbol=<SYM>/year=<YYYY>/part-<version>_<first>_<last>_<rows>_<tail>.parquet
-    <prefix>/symbol=<SYM>/year=<YYYY>/delta-<version>_<first>_<last>_<rows>_<tail>.parquet
+    <prefix>/year=<YYYY>/symbol=<SYM>/part-<version>_<first>_<last>_<rows>_<tail>.parquet
+    <prefix>/_delta/delta-<version>_<first>_<last>_<rows>.parquet
     <quarantine_prefix>/stage=<stage>/day=<YYYY-MM-DD>/<version>.parquet
 
 ``<SYM>`` is the symbol escaped as Hive escapes partition values (``^GSPC`` ->
 ``%5EGSPC``), so any ticker round-trips through the key. ``<version>`` is a clock-based id
-that sorts after every older file of the partition; ``<first>``/``<last>`` are the dates
-the file holds and ``<tail>`` a digest of the values of its last row (see
-:func:`_row_digest`). So ``last_dates``, ``summary`` and the daily append need one LIST and
-no GET. A daily update touches one small ``symbol + year`` partition, never a symbol's whole
-history.
+that sorts after every older file it supersedes; ``<first>``/``<last>`` are the dates the
+file holds and ``<tail>`` a digest of the values of its last row (see :func:`_row_digest`).
+So a table's state needs LISTs and no GET. A partition rewrite touches one small
+``year + symbol`` partition, never a symbol's whole history.
 
-A partition is one **base** file (``part-``) plus the **deltas** written after it:
+Year first: the daily run lists the newest year folder(s) only (:meth:`Store.list_parts`
+with ``latest``), not every year of every symbol, and a read from a start date lists the
+years from it on. Reading one symbol's whole history lists its folder in each year.
+
+A (symbol, year) partition is one **base** file (``part-``) plus the **delta** rows written
+after it. Deltas live in **shared** objects under ``<prefix>/_delta/``: one upsert that
+appends to many symbols (a daily run: one new session of a whole batch of symbols) PUTs ONE
+object, not one per symbol. A shared object's (symbol, year) groups are read from its
+content (small, few, and cached by key: a key is never rewritten).
 
 * Appending (tables keyed by ``(symbol, date)``): when every new row is dated after the
-  partition's last day - except a copy of that last row whose digest equals ``<tail>``
-  (the overlap day of an incremental fetch, unchanged) - the upsert PUTs the new rows as a
-  small delta object and reads nothing. A daily run costs one PUT per symbol.
+  partition's last day - except a copy of that last row whose digest equals its ``tail``
+  (the overlap day of an incremental fetch, unchanged) - the new rows go into the shared
+  delta object and no base is read.
 * Merging (anything else: a changed or older row, other keys, or a partition that already
-  has ``MAX_DELTAS`` deltas, i.e. compaction): the upsert GETs the base and its deltas,
-  merges the new rows (the new row wins per key) and PUTs the result as a NEW base whose
-  version sorts after every file of the partition; only then are the older files deleted.
+  has ``MAX_DELTAS`` live deltas, i.e. compaction): the upsert reads the base and its delta
+  rows, merges the new rows (the new row wins per key) and PUTs the result as a NEW base
+  whose version sorts after every file holding rows of the partition; only then are the
+  older base files deleted.
 
-What readers see: the newest base and the deltas whose version is newer than it; older
-files (superseded, or left over by a crash) are ignored. A delta only ever holds days after
-everything written before it, so base + live deltas hold each row once.
+What readers see, per partition: the newest base and the delta rows whose version is newer
+than it; older files (superseded, or left over by a crash) are ignored. A delta only ever
+holds days after everything written before it, so base + live deltas hold each row once. A
+shared object is deleted once every partition it holds rows of has a newer base. A base of
+0 rows is a tombstone: :meth:`Store.replace_bars` writes one to hide a dropped year's delta
+rows that share an object with other symbols.
 
 Crash safety (write new, then swap; never delete first; a single S3 PUT is atomic and
-listings are strongly consistent): a run that dies before a PUT completes leaves the
-partition as it was. One that dies after a merge's PUT but before the deletes leaves old
-base and deltas behind, all older than the new base, so readers still see every row once,
-the new values winning; the next write of that partition (append or merge) deletes them.
-An append has no step after its PUT.
+listings are strongly consistent): a run that dies before a PUT completes leaves the store
+as it was. One that dies after a merge's PUT but before the deletes leaves older files
+behind, all older than the new base, so readers still see every row once, the new values
+winning; a later write deletes them. An append has no step after its PUT.
 
 Limits: one writer per symbol at a time (the ingestion fan-out gives each symbol to exactly
-one batch); two concurrent writers to one partition would make the last PUT win.
+one batch); two concurrent writers to one partition would make the last PUT win. Writers of
+different symbols may share nothing but the ``_delta/`` folder, where each PUTs its own
+objects.
 
 S3 I/O goes through a per-Store boto3 client (no process-wide endpoint setting, so two
 stores on two endpoints never leak into each other) and one thread pool per Store; the
@@ -89,10 +101,20 @@ _PART_RE = re.compile(
     r"^(?P<kind>part|delta)-(?P<version>\d{20}-[0-9a-f]{8})_(?P<first>\d{8})_(?P<last>\d{8})"
     r"_(?P<rows>\d+)(?:_(?P<tail>[0-9a-f]{16}))?\.parquet$"
 )
+# <prefix>/_delta/delta-<version>_<first>_<last>_<rows>.parquet: one daily append of many
+# symbols; which (symbol, year) it holds, and their last rows, come from its content
+_SHARED_RE = re.compile(
+    r"^delta-(?P<version>\d{20}-[0-9a-f]{8})_(?P<first>\d{8})_(?P<last>\d{8})_(?P<rows>\d+)"
+    r"\.parquet$"
+)
+_SHARED_DIR = "_delta"
 _DEFAULT_WORKERS = 16
 # a partition with this many live deltas is compacted by its next upsert
 MAX_DELTAS = 8
-_LIST_WHOLE_PREFIX_ABOVE = 20
+# up to this many symbols (or year x symbol folders), list their folders, not the table
+_FEW_SYMBOLS = 20
+_FEW_FOLDERS = 64
+_SHARED_CACHE = 256
 
 
 @dataclass(frozen=True)
@@ -108,6 +130,20 @@ class PartFile:
     rows: int
     delta: bool = False
     tail: str | None = None
+    # the rows of (symbol, year) inside a shared delta object (``<prefix>/_delta/``)
+    shared: bool = False
+
+
+class Listing(list[PartFile]):
+    """Data files from one listing of a table.
+
+    ``since_year``: None when every year was listed; else only years >= it were (rows of
+    older years need another listing before they are written).
+    """
+
+    def __init__(self, parts: Iterable[PartFile] = (), since_year: int | None = None) -> None:
+        super().__init__(parts)
+        self.since_year = since_year
 
 
 @dataclass(frozen=True)
@@ -120,7 +156,9 @@ class _Partition:
 
     @property
     def live(self) -> list[PartFile]:
-        return ([self.base] if self.base is not None else []) + list(self.deltas)
+        # a base of 0 rows is a tombstone (see Store.replace_bars): it only hides older deltas
+        base = [self.base] if self.base is not None and self.base.rows else []
+        return base + list(self.deltas)
 
     @property
     def version(self) -> str:
@@ -298,6 +336,11 @@ def _rows_after(current: _Partition, rows: pd.DataFrame, key: Sequence[str]) -> 
     return rows
 
 
+def _readable(state: dict[tuple[str, int], _Partition]) -> dict[tuple[str, int], _Partition]:
+    """The partitions holding rows (not only a tombstone)."""
+    return {slot: p for slot, p in state.items() if p.live}
+
+
 def _date_column(df: pd.DataFrame) -> str:
     for name in ("date", "published_at"):
         if name in df.columns:
@@ -334,6 +377,10 @@ class Store:
         self.max_workers = max_workers
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        # shared delta objects by key: a key is written once and never rewritten, so a cached
+        # copy is never stale
+        self._shared_frames: dict[str, pd.DataFrame] = {}
+        self._shared_index: dict[str, list[PartFile]] = {}
         session = boto3.session.Session()
         # LIST answers carry a LastModified per key that nobody here reads; botocore's
         # dateutil parsing of it costs more than the request on a 10,000-key prefix
@@ -397,6 +444,18 @@ class Store:
         self._call(run, f"list {prefix}")
         return sorted(keys)
 
+    def list_folders(self, prefix: str) -> list[str]:
+        """The "folders" right under ``prefix`` (common prefixes ending in ``/``), sorted."""
+        folders: list[str] = []
+
+        def run() -> None:
+            paginator = self._s3.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+                folders.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+
+        self._call(run, f"list folders {prefix}")
+        return sorted(folders)
+
     def put_folder(self, local_dir: str | Path, prefix: str) -> list[str]:
         """Upload every file under ``local_dir`` to ``prefix/<relative path>``; returns the keys."""
         root = Path(local_dir)
@@ -439,7 +498,7 @@ class Store:
         self,
         df: pd.DataFrame,
         expect_unchanged: Iterable[tuple[object, ...]] = (),
-        parts: Sequence[PartFile] | None = None,
+        parts: Listing | None = None,
     ) -> UpsertReport:
         """Validate bars, quarantine the bad rows, upsert the good ones by (symbol, date).
 
@@ -484,6 +543,14 @@ class Store:
             ((symbol, int(year)), rows, False)
             for year, rows in valid.groupby(valid["date"].dt.year, sort=True)
         ]
+        # a year the new history lacks loses its files; rows of it in a shared delta object
+        # (which holds other symbols too) are hidden by an empty base, a tombstone
+        years = {slot[1] for slot, _, _ in groups}
+        groups += [
+            (slot, valid.iloc[:0], False)
+            for slot, p in state.items()
+            if slot[1] not in years and any(f.shared for f in p.files)
+        ]
         written = self._write_partitions(
             self.raw_prefix, groups, "date", state, superseded=old, drop_untouched=True
         )
@@ -499,7 +566,7 @@ class Store:
         self,
         prefix: str | None = None,
         symbols: Sequence[str] | None = None,
-        parts: Sequence[PartFile] | None = None,
+        parts: Listing | None = None,
     ) -> dict[str, pd.Timestamp]:
         """The last stored date per symbol under ``prefix`` (default raw), from LISTs only.
 
@@ -509,26 +576,36 @@ class Store:
             parts: a listing already made with :meth:`list_parts` (then nothing is listed).
         """
         if parts is None:
-            parts = self.list_parts(prefix, symbols)
+            parts = self.list_parts(prefix, symbols, latest=True)
         out: dict[str, pd.Timestamp] = {}
-        for (symbol, _), part in self._partitions(parts).items():
+        for (symbol, _), part in _readable(self._partitions(parts)).items():
             if symbol not in out or part.last > out[symbol]:
                 out[symbol] = part.last
         return out
 
     def list_parts(
-        self, prefix: str | None = None, symbols: Sequence[str] | None = None
-    ) -> list[PartFile]:
-        """Every data file of a table (default raw), optionally of some symbols only.
+        self,
+        prefix: str | None = None,
+        symbols: Sequence[str] | None = None,
+        latest: bool = False,
+    ) -> Listing:
+        """The data files of a table (default raw), optionally of some symbols only.
 
         A caller that lists once can hand the result to :meth:`last_dates` and
         :meth:`upsert_bars` so that a daily run LISTs the bucket only once.
+
+        Args:
+            prefix: the table (default: raw bars).
+            symbols: only these; default: every symbol.
+            latest: list only the newest year folders, down to the first year by which every
+                one of ``symbols`` has rows (a daily run lists this year, not the history).
+                An upsert given such a listing lists again for rows older than that.
         """
-        return self._parts(prefix or self.raw_prefix, symbols)
+        return self._parts(prefix or self.raw_prefix, symbols, latest=latest and bool(symbols))
 
     def summary(self, prefix: str | None = None) -> pd.DataFrame:
         """Per symbol: ``rows, first, last, partitions`` under ``prefix`` (default raw), one LIST."""
-        state = self._partitions(self._parts(prefix or self.raw_prefix))
+        state = _readable(self._partitions(self._parts(prefix or self.raw_prefix)))
         rows = [
             {"symbol": symbol, "rows": p.rows, "first": p.first, "last": p.last}
             for (symbol, _), p in state.items()
@@ -559,7 +636,9 @@ class Store:
         """
         lo = None if start is None else pd.Timestamp(start).normalize()
         hi = None if end is None else pd.Timestamp(end).normalize()
-        state = self._partitions(self._parts(prefix, symbols))
+        state = _readable(
+            self._partitions(self._parts(prefix, symbols, since_year=lo.year if lo else None))
+        )
         wanted = [
             f
             for p in state.values()
@@ -568,7 +647,7 @@ class Store:
         ]
         if not wanted:
             return pd.DataFrame()
-        frames = self._map(lambda p: _from_parquet(self.get_bytes(p.key)), wanted)
+        frames = self._map(self._read_part, wanted)
         frame = pd.concat(frames, ignore_index=True)
         column = _date_column(frame)
         day = _naive_day(frame[column])
@@ -585,7 +664,7 @@ class Store:
         df: pd.DataFrame,
         key: Sequence[str] = ("symbol", "date"),
         expect_unchanged: Iterable[tuple[object, ...]] = (),
-        parts: Sequence[PartFile] | None = None,
+        parts: Listing | None = None,
     ) -> UpsertReport:
         """Insert or replace rows by ``key`` in ``prefix``, partitioned by symbol and year.
 
@@ -613,11 +692,20 @@ class Store:
         frozen = set(expect_unchanged)
         new = df.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
         symbols = sorted(new["symbol"].astype(str).unique())
-        existing = list(parts) if parts is not None else self._parts(prefix, symbols)
+        days = _naive_day(new[column])
+        if parts is None:
+            existing = self._parts(prefix, symbols)
+        else:  # a listing of more symbols (a whole ingestion run): only these matter here
+            wanted = set(symbols)
+            existing = [p for p in parts if p.symbol in wanted]
+            since = getattr(parts, "since_year", None)
+            older = set() if since is None else set(new["symbol"][days.dt.year < since])
+            if older:  # rows of years the listing did not cover
+                existing = [p for p in existing if p.symbol not in older]
+                existing += self._parts(prefix, sorted(map(str, older)))
         state = self._partitions(existing)
         # deltas need "a later day is a new row": only for tables keyed by (symbol, date)
         appendable = key == ["symbol", "date"] and column == "date"
-        days = _naive_day(new[column])
         groups = [
             ((str(symbol), int(year)), rows)
             for (symbol, year), rows in new.groupby(
@@ -628,7 +716,7 @@ class Store:
         def merge(item: tuple[tuple[str, int], pd.DataFrame]) -> _Merged:
             (symbol, year), rows = item
             current = state.get((symbol, year))
-            if current is None:
+            if current is None or not current.live:
                 return _Merged(symbol, year, rows, len(rows), 0, False)
             if appendable and len(current.deltas) < MAX_DELTAS:
                 after = _rows_after(current, rows, key)
@@ -726,28 +814,129 @@ class Store:
 
     # ------------------------------------------------------------------ internals
 
-    def _parts(self, prefix: str, symbols: Iterable[str] | None = None) -> list[PartFile]:
+    def _parts(
+        self,
+        prefix: str,
+        symbols: Iterable[str] | None = None,
+        since_year: int | None = None,
+        latest: bool = False,
+    ) -> Listing:
+        """The data files of a table: of ``symbols`` (default all), of years >= ``since_year``.
+
+        ``latest=True`` lists year folders from the newest down and stops at the first year by
+        which every symbol has live rows: a daily run lists this year, not the history.
+        """
         wanted = None if symbols is None else set(symbols)
-        if wanted is None or len(wanted) > _LIST_WHOLE_PREFIX_ABOVE:
-            # one paginated LIST (1000 keys a page) beats one LIST per symbol
-            prefixes = [f"{prefix}/"]
+        shared = [
+            p
+            for key_parts in self._map(
+                self._shared_parts, self.list_keys(f"{prefix}/{_SHARED_DIR}/")
+            )
+            for p in key_parts
+            if wanted is None or p.symbol in wanted
+        ]
+        if since_year is None and not latest and (wanted is None or len(wanted) > _FEW_SYMBOLS):
+            # one paginated LIST (1000 keys a page) beats one LIST per folder
+            return Listing(shared + self._parse_keys(prefix, self.list_keys(f"{prefix}/"), wanted))
+        years = [y for y in self._years(prefix) if since_year is None or y >= since_year]
+        if not latest or wanted is None:
+            return Listing(shared + self._list_years(prefix, years, wanted), since_year)
+        parts = list(shared)
+        for i, year in enumerate(sorted(years, reverse=True)):
+            parts += self._list_years(prefix, [year], wanted)
+            # every year >= ``year`` is listed: their partitions' states are complete
+            done = {s for (s, y) in _readable(self._partitions(parts)) if y >= year}
+            if wanted <= done:
+                return Listing(parts, year if i + 1 < len(years) else since_year)
+        return Listing(parts, since_year)
+
+    def _years(self, prefix: str) -> list[int]:
+        """The year folders of a table (one LIST of folders, not of files)."""
+        folders = self.list_folders(f"{prefix}/")
+        head = f"{prefix}/year="
+        return sorted(int(f[len(head) : -1]) for f in folders if f.startswith(head))
+
+    def _list_years(
+        self, prefix: str, years: Sequence[int], wanted: set[str] | None
+    ) -> list[PartFile]:
+        if wanted is not None and len(wanted) * len(years) <= _FEW_FOLDERS:
+            prefixes = [
+                f"{prefix}/year={y}/symbol={encode_symbol(s)}/"
+                for y in years
+                for s in sorted(wanted)
+            ]
         else:
-            prefixes = [f"{prefix}/symbol={encode_symbol(s)}/" for s in sorted(wanted)]
-        listed = self._map(self.list_keys, prefixes)
-        parts: list[PartFile] = []
-        for key in (k for keys in listed for k in keys):
-            part = self._parse(prefix, key)
-            if part is not None and (wanted is None or part.symbol in wanted):
-                parts.append(part)
-        return parts
+            prefixes = [f"{prefix}/year={y}/" for y in years]
+        keys = [k for listed in self._map(self.list_keys, prefixes) for k in listed]
+        return self._parse_keys(prefix, keys, wanted)
+
+    def _parse_keys(
+        self, prefix: str, keys: Iterable[str], wanted: set[str] | None
+    ) -> list[PartFile]:
+        parsed = (self._parse(prefix, key) for key in keys)
+        return [p for p in parsed if p is not None and (wanted is None or p.symbol in wanted)]
+
+    def _shared_frame(self, key: str) -> pd.DataFrame:
+        frame = self._shared_frames.get(key)
+        if frame is None:
+            frame = _from_parquet(self.get_bytes(key))
+            if len(self._shared_frames) >= _SHARED_CACHE:
+                self._shared_frames.clear()
+                self._shared_index.clear()
+            self._shared_frames[key] = frame
+        return frame
+
+    def _shared_parts(self, key: str) -> list[PartFile]:
+        """One PartFile per (symbol, year) held by the shared delta object ``key``."""
+        cached = self._shared_index.get(key)
+        if cached is not None:
+            return cached
+        match = _SHARED_RE.match(key.rsplit("/", 1)[-1])
+        if match is None:
+            return []
+        frame = self._shared_frame(key)
+        column = _date_column(frame)
+        day = _naive_day(frame[column])
+        out = []
+        groups = frame.groupby([frame["symbol"].astype(str), day.dt.year], sort=False).indices
+        for (symbol, year), positions in groups.items():
+            rows = frame.iloc[positions]
+            order = np.argsort(day.iloc[positions].to_numpy(), kind="stable")
+            out.append(
+                PartFile(
+                    key=key,
+                    symbol=symbol,
+                    year=int(year),
+                    version=match["version"],
+                    first=day.iloc[positions[order[0]]],
+                    last=day.iloc[positions[order[-1]]],
+                    rows=len(positions),
+                    delta=True,
+                    tail=_row_digest(rows, int(order[-1]), ("symbol", "date"))
+                    if column == "date"
+                    else None,
+                    shared=True,
+                )
+            )
+        self._shared_index[key] = out
+        return out
+
+    def _read_part(self, part: PartFile) -> pd.DataFrame:
+        """The rows of one data file; of a shared delta, the rows of the part's (symbol, year)."""
+        if not part.shared:
+            return _from_parquet(self.get_bytes(part.key))
+        frame = self._shared_frame(part.key)
+        day = _naive_day(frame[_date_column(frame)])
+        mask = (frame["symbol"].astype(str) == part.symbol) & (day.dt.year == part.year)
+        return frame[mask.to_numpy()].reset_index(drop=True)
 
     @staticmethod
     def _parse(prefix: str, key: str) -> PartFile | None:
         pieces = key[len(prefix) + 1 :].split("/")
         if (
             len(pieces) != 3
-            or not pieces[0].startswith("symbol=")
-            or not pieces[1].startswith("year=")
+            or not pieces[0].startswith("year=")
+            or not pieces[1].startswith("symbol=")
         ):
             return None
         match = _PART_RE.match(pieces[2])
@@ -755,8 +944,8 @@ class Store:
             return None
         return PartFile(
             key=key,
-            symbol=decode_symbol(pieces[0][len("symbol=") :]),
-            year=int(pieces[1][len("year=") :]),
+            symbol=decode_symbol(pieces[1][len("symbol=") :]),
+            year=int(pieces[0][len("year=") :]),
             version=match["version"],
             first=_day(match["first"]),
             last=_day(match["last"]),
@@ -786,7 +975,7 @@ class Store:
         return out
 
     def _read_files(self, files: Sequence[PartFile]) -> pd.DataFrame:
-        frames = self._map(lambda p: _from_parquet(self.get_bytes(p.key)), files)
+        frames = self._map(self._read_part, files)
         return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
     def _write_partitions(
@@ -798,45 +987,101 @@ class Store:
         superseded: list[PartFile],
         drop_untouched: bool = False,
     ) -> int:
-        """PUT one new file per ``((symbol, year), rows, is_delta)`` item, then delete old files.
+        """Write ``((symbol, year), rows, is_delta)`` items, then delete what they supersede.
 
-        A new base supersedes every file of its partition; a new delta only the files that
-        readers already ignore (leftovers of a crash). With ``drop_untouched`` every file in
-        ``superseded`` goes (a full replacement of a symbol's history).
+        Each base item is one new ``part-`` file of its partition; all the delta items go into
+        ONE shared delta object (a daily run of many symbols costs one PUT). A new base
+        supersedes every file of its partition; a new delta only the files that readers
+        already ignore (leftovers of a crash). With ``drop_untouched`` every file in
+        ``superseded`` goes (a full replacement of a symbol's history). A shared delta object
+        is deleted once every (symbol, year) it holds has a newer base.
         """
+        slots = {slot for slot, _, _ in groups}
 
-        def write(item: tuple[tuple[str, int], pd.DataFrame, bool]) -> None:
-            (symbol, year), rows, delta = item
+        def file_name(kind: str, version: str, rows: pd.DataFrame, year: int, tail: str) -> str:
+            if rows.empty:  # a tombstone base
+                return f"{kind}-{version}_{year}0101_{year}0101_0.parquet"
+            day = _naive_day(rows[column])
+            return (
+                f"{kind}-{version}_{day.min():%Y%m%d}_{day.max():%Y%m%d}_{len(rows)}{tail}.parquet"
+            )
+
+        def write_base(item: tuple[tuple[str, int], pd.DataFrame, bool]) -> None:
+            (symbol, year), rows, _ = item
             if len(rows) > 1:
                 rows = rows.sort_values(["symbol", column]).reset_index(drop=True)
             current = state.get((symbol, year))
-            day = _naive_day(rows[column])
             tail = (
                 f"_{_row_digest(rows, len(rows) - 1, ('symbol', 'date'))}"
-                if column == "date"
+                if column == "date" and len(rows)
                 else ""
             )
-            name = (
-                f"{'delta' if delta else 'part'}-"
-                f"{_new_version(current.version if current else None)}"
-                f"_{day.iloc[0]:%Y%m%d}_{day.iloc[-1]:%Y%m%d}_{len(rows)}{tail}.parquet"
-            )
-            key = f"{prefix}/symbol={encode_symbol(symbol)}/year={year}/{name}"
+            version = _new_version(current.version if current else None)
+            name = file_name("part", version, rows, year, tail)
+            key = f"{prefix}/year={year}/symbol={encode_symbol(symbol)}/{name}"
             self.put_bytes(key, _to_parquet(rows))
 
-        self._map(write, groups)
+        self._map(write_base, [g for g in groups if not g[2]])
+        deltas = [(slot, rows) for slot, rows, delta in groups if delta]
+        if deltas:
+            rows = pd.concat([r for _, r in deltas], ignore_index=True)
+            rows = rows.sort_values(["symbol", column]).reset_index(drop=True)
+            # after every file of every partition it appends to
+            after = max((state[s].version for s, _ in deltas if s in state), default=None)
+            name = file_name("delta", _new_version(after), rows, 0, "")
+            key = f"{prefix}/{_SHARED_DIR}/{name}"
+            self.put_bytes(key, _to_parquet(rows))
+            self._shared_frames[key] = rows
+
         # the swap: only after every new file is in place may the old ones go
         rebased = {slot for slot, _, delta in groups if not delta}
-        appended = {slot for slot, _, delta in groups if delta}
         stale = [
             p.key
             for p in superseded
-            if drop_untouched
-            or (p.symbol, p.year) in rebased
-            or ((p.symbol, p.year) in appended and p not in state[(p.symbol, p.year)].live)
+            if not p.shared
+            and (
+                drop_untouched
+                or (p.symbol, p.year) in rebased
+                or (
+                    (p.symbol, p.year) in slots
+                    and p not in getattr(state.get((p.symbol, p.year)), "live", [])
+                )
+            )
         ]
-        self._delete_keys(stale)
+        self._delete_keys(stale + self._dead_shared(prefix, superseded, state, rebased))
         return len(groups)
+
+    def _dead_shared(
+        self,
+        prefix: str,
+        listed: Sequence[PartFile],
+        state: dict[tuple[str, int], _Partition],
+        rebased: set[tuple[str, int]],
+    ) -> list[str]:
+        """Shared delta objects none of whose (symbol, year) rows are live any more.
+
+        Rows of symbols this write did not list (another batch's) are checked with one more
+        listing of those symbols, only for objects whose other rows are all superseded. Bases
+        only ever get newer, so "superseded" stays true once seen.
+        """
+        versions = {p.key: p.version for p in listed if p.shared}
+        held = {key: self._shared_parts(key) for key in versions}
+
+        def superseded(p: PartFile, known: dict[tuple[str, int], _Partition]) -> bool:
+            slot = (p.symbol, p.year)
+            base = known[slot].base if slot in known else None
+            return slot in rebased or (base is not None and base.version > versions[p.key])
+
+        candidates = {
+            key: [p for p in parts if (p.symbol, p.year) not in state]
+            for key, parts in held.items()
+            if all(superseded(p, state) for p in parts if (p.symbol, p.year) in state)
+        }
+        others = sorted({p.symbol for parts in candidates.values() for p in parts})
+        more = self._partitions(self._parts(prefix, others)) if others else {}
+        return [
+            key for key, unknown in candidates.items() if all(superseded(p, more) for p in unknown)
+        ]
 
     def _delete_keys(self, keys: Sequence[str]) -> None:
         for i in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys

@@ -31,7 +31,7 @@ def test_symbols_round_trip_through_partition_keys(store: Store) -> None:
     keys = store.list_keys("raw/")
     assert report.partitions_written == 2 and len(keys) == 2
     assert all("/symbol=%5EGSPC/" in k for k in keys)
-    assert {k.split("/")[2] for k in keys} == {"year=2019", "year=2020"}
+    assert {k.split("/")[1] for k in keys} == {"year=2019", "year=2020"}
     # AND the frame comes back identical
     pd.testing.assert_frame_equal(back, bars.reset_index(drop=True), check_dtype=False)
     assert decode_symbol(encode_symbol("BRK/B ^X=1")) == "BRK/B ^X=1"
@@ -68,7 +68,7 @@ def test_upsert_replaces_changed_rows_and_appends_new_ones(store: Store) -> None
     assert len(back) == len(sessions("2024-01-01", "2024-02-02"))
     assert not back.duplicated(["symbol", "date"]).any()
     # AND only the newest file of the rewritten partition is left
-    assert len(store.list_keys("raw/symbol=MSFT/year=2024/")) == 1
+    assert len(store.list_keys("raw/year=2024/symbol=MSFT/")) == 1
 
 
 def test_crash_between_write_and_swap_loses_nothing(
@@ -89,7 +89,7 @@ def test_crash_between_write_and_swap_loses_nothing(
     monkeypatch.undo()
 
     # THEN both file versions exist, yet readers see every row exactly once, the new values winning
-    assert len(store.list_keys("raw/symbol=AAPL/year=2023/")) == 2
+    assert len(store.list_keys("raw/year=2023/symbol=AAPL/")) == 2
     back = store.read_bars(["AAPL"])
     expected_days = sessions("2022-06-01", "2023-07-31")
     assert len(back) == len(expected_days)  # 0 rows lost
@@ -99,11 +99,12 @@ def test_crash_between_write_and_swap_loses_nothing(
         == update.set_index("date").loc["2023-06-30", "close"]
     )
     # AND the next upsert of that partition (a delta) removes the leftover old base
-    leftover = min(store.list_keys("raw/symbol=AAPL/year=2023/"))
+    leftover = min(store.list_keys("raw/year=2023/symbol=AAPL/"))
     store.upsert_bars(make_bars("AAPL", "2023-08-01", "2023-08-02"))
-    keys = store.list_keys("raw/symbol=AAPL/year=2023/")
-    assert leftover not in keys and len(keys) == 2
-    assert any("/delta-" in k for k in keys)
+    keys = store.list_keys("raw/year=2023/symbol=AAPL/")
+    assert leftover not in keys and len(keys) == 1
+    assert len(store.list_keys("raw/_delta/")) == 1
+    assert len(store.read_bars(["AAPL"])) == len(expected_days) + 2
 
 
 def test_crash_while_writing_keeps_the_previous_data(
@@ -207,7 +208,7 @@ def test_generic_tables_hold_news_and_features(store: Store) -> None:
     got = store.read_table("news", ["MSFT"], start="2024-01-01")
     assert list(got["url"]) == ["u2", "u3"] and got["title"].iloc[-1] == "c2"
     assert again.rows_changed == 1 and again.rows_new == 0
-    assert {k.split("/")[2] for k in store.list_keys("news/")} == {"year=2023", "year=2024"}
+    assert {k.split("/")[1] for k in store.list_keys("news/")} == {"year=2023", "year=2024"}
     pd.testing.assert_frame_equal(
         store.read_table("features"), features.reset_index(drop=True), check_dtype=False
     )
@@ -247,3 +248,35 @@ def test_two_stores_are_independent(store: Store, moto_server) -> None:  # type:
     # THEN neither sees the other's data (no process-wide S3 setting leaks between them)
     assert set(store.read_bars()["symbol"]) == {"A"}
     assert set(other.read_bars()["symbol"]) == {"B"}
+
+
+def test_a_latest_listing_covers_the_newest_years_and_older_rows_are_still_merged(
+    store: Store,
+) -> None:
+    # GIVEN AAA stored over 2022-2024 and BBB over 2022-2023
+    aaa = make_bars("AAA", "2022-10-03", "2024-02-29", base=10.0)
+    bbb = make_bars("BBB", "2022-10-03", "2023-12-29", base=20.0)
+    store.upsert_bars(pd.concat([aaa, bbb]))
+
+    # WHEN the daily run lists the newest years only
+    listing = store.list_parts(symbols=["AAA", "BBB"], latest=True)
+
+    # THEN it stopped at 2023, the year by which both symbols have rows
+    assert {p.year for p in listing} == {2023, 2024}
+    assert listing.since_year == 2023
+    assert store.last_dates(parts=listing) == {
+        "AAA": aaa["date"].iloc[-1],
+        "BBB": bbb["date"].iloc[-1],
+    }
+
+    # WHEN a 2022 row (outside that listing) is corrected through it
+    fix = aaa[aaa["date"].dt.year == 2022].iloc[[2]].copy()
+    fix["close"] += 0.25
+    report = store.upsert_bars(fix, parts=listing)
+
+    # THEN the 2022 partition is listed after all: the row replaced, nothing lost or doubled
+    assert (report.rows_new, report.rows_changed) == (0, 1)
+    back = store.read_bars(["AAA"]).set_index("date")
+    assert len(back) == len(aaa)
+    assert back.loc[fix["date"].iloc[0], "close"] == fix["close"].iloc[0]
+    assert len(store.list_keys("raw/year=2022/symbol=AAA/")) == 1

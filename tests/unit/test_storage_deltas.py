@@ -13,7 +13,8 @@ from utils.bars import make_bars
 
 pytestmark = pytest.mark.integration
 
-PARTITION = "raw/symbol=MSFT/year=2024/"
+PARTITION = "raw/year=2024/symbol=MSFT/"
+SHARED = "raw/_delta/"
 
 
 @pytest.fixture
@@ -66,12 +67,11 @@ def test_a_new_day_is_appended_as_a_delta_without_reading_the_partition(
     )
     monkeypatch.undo()
 
-    # THEN nothing is read, one delta object is added beside the untouched base
+    # THEN nothing is read, one shared delta object is added; the base is untouched
     assert gets == []
     assert (report.rows_new, report.rows_changed, report.partitions_written) == (1, 0, 1)
-    keys = store.list_keys(PARTITION)
-    assert len(keys) == 2 and base_key[0] in keys
-    assert sum("/delta-" in k for k in keys) == 1
+    assert store.list_keys(PARTITION) == base_key
+    assert len(store.list_keys(SHARED)) == 1
     # AND readers, last_dates and summary see base + delta as one partition
     back = store.read_bars(["MSFT"])
     pd.testing.assert_frame_equal(
@@ -144,14 +144,16 @@ def test_compaction_after_max_deltas(store: Store, history: pd.DataFrame) -> Non
     store.upsert_bars(history.iloc[:n])
     for day in days[n : n + MAX_DELTAS]:
         _append_day(store, history, day)
-    assert sum("/delta-" in k for k in store.list_keys(PARTITION)) == MAX_DELTAS
+    assert len(store.list_keys(SHARED)) == MAX_DELTAS
 
     # WHEN one more day comes
     _append_day(store, history, days[n + MAX_DELTAS])
 
-    # THEN the partition is compacted into one base file holding every row exactly once
+    # THEN the partition is compacted into one base file holding every row exactly once,
+    # and the delta objects, now superseded, are gone
     keys = store.list_keys(PARTITION)
     assert len(keys) == 1 and "/part-" in keys[0]
+    assert store.list_keys(SHARED) == []
     back = store.read_bars(["MSFT"])
     pd.testing.assert_frame_equal(
         back, history.iloc[: n + MAX_DELTAS + 1].reset_index(drop=True), check_dtype=False
@@ -178,14 +180,15 @@ def test_crash_during_compaction_before_the_swap_loses_nothing(
     monkeypatch.undo()
 
     # THEN old base, deltas and new base all exist, yet every row is read exactly once
-    assert len(store.list_keys(PARTITION)) == MAX_DELTAS + 2
+    assert len(store.list_keys(PARTITION)) == 2
+    assert len(store.list_keys(SHARED)) == MAX_DELTAS
     expected = history.iloc[: n + MAX_DELTAS + 1].reset_index(drop=True)
     pd.testing.assert_frame_equal(store.read_bars(["MSFT"]), expected, check_dtype=False)
     assert store.summary().set_index("symbol").loc["MSFT", "rows"] == len(expected)
     # AND the next day (a plain delta) removes the leftovers
     _append_day(store, history, days[n + MAX_DELTAS + 1])
-    keys = store.list_keys(PARTITION)
-    assert len(keys) == 2 and sum("/delta-" in k for k in keys) == 1
+    assert len(store.list_keys(PARTITION)) == 1
+    assert len(store.list_keys(SHARED)) == 1
     assert len(store.read_bars(["MSFT"])) == len(expected) + 1
 
 
@@ -235,3 +238,73 @@ def test_replace_bars_hides_older_deltas(store: Store, history: pd.DataFrame) ->
     )
     assert len(store.list_keys(PARTITION)) == 1
     assert sessions("2024-01-02", days[n + 1])[-1] == store.last_dates()["MSFT"]
+
+
+def test_one_append_of_many_symbols_is_one_object_and_each_symbol_compacts_alone(
+    store: Store, store_settings: StoreSettings
+) -> None:
+    # GIVEN three symbols with January stored
+    hist = {
+        s: make_bars(s, "2024-01-02", "2024-02-29", base=b)
+        for s, b in [("AAA", 10.0), ("BBB", 20.0), ("CCC", 30.0)]
+    }
+    n = int((hist["AAA"]["date"] < "2024-02-01").sum())
+    days = list(hist["AAA"]["date"])
+    store.upsert_bars(pd.concat(h.iloc[:n] for h in hist.values()))
+
+    # WHEN two daily runs append one session to all three symbols at once
+    for i in (n, n + 1):
+        overlap = {(s, days[i - 1]) for s in hist}
+        report = store.upsert_bars(
+            pd.concat(h.iloc[i - 1 : i + 1] for h in hist.values()), expect_unchanged=overlap
+        )
+        assert report.rows_new == 3 and report.partitions_written == 3
+
+    # THEN each run wrote ONE object, and a fresh Store (nothing cached) reads every row once
+    assert len(store.list_keys(SHARED)) == 2
+    fresh = Store.from_settings(store_settings)
+    back = fresh.read_bars()
+    assert len(back) == 3 * (n + 2) and not back.duplicated(["symbol", "date"]).any()
+    assert fresh.last_dates() == {s: days[n + 1] for s in hist}
+
+    # WHEN one symbol's older day is corrected (its partition is merged into a new base)
+    fix = hist["BBB"].iloc[[3]].copy()
+    fix["close"] += 0.5
+    fresh.upsert_bars(fix)
+
+    # THEN the shared objects stay (the others' rows live there) and no row is lost or doubled
+    assert len(store.list_keys(SHARED)) == 2
+    back = Store.from_settings(store_settings).read_bars()
+    assert len(back) == 3 * (n + 2) and not back.duplicated(["symbol", "date"]).any()
+    assert back.set_index(["symbol", "date"]).loc[("BBB", days[3]), "close"] == fix["close"].iloc[0]
+
+    # WHEN the others are merged too, the shared objects hold nothing live and are deleted
+    for s in ("AAA", "CCC"):
+        fix = hist[s].iloc[[3]].copy()
+        fix["close"] += 0.5
+        store.upsert_bars(fix)
+    assert store.list_keys(SHARED) == []
+    assert len(store.read_bars()) == 3 * (n + 2)
+
+
+def test_replace_bars_hides_shared_delta_rows_of_a_dropped_year(store: Store) -> None:
+    # GIVEN two symbols appended together in 2024 (one shared delta object)
+    a = make_bars("AAA", "2023-11-01", "2024-01-31", base=10.0)
+    b = make_bars("BBB", "2023-11-01", "2024-01-31", base=20.0)
+    cut = int((a["date"] < "2024-01-31").sum())
+    store.upsert_bars(pd.concat([a.iloc[:cut], b.iloc[:cut]]))
+    last = a["date"].iloc[cut - 1]
+    store.upsert_bars(
+        pd.concat([a.iloc[cut - 1 :], b.iloc[cut - 1 :]]),
+        expect_unchanged={("AAA", last), ("BBB", last)},
+    )
+    assert len(store.list_keys(SHARED)) == 1
+
+    # WHEN AAA's history is replaced by one that ends in 2023
+    store.replace_bars("AAA", a[a["date"] < "2024-01-01"])
+
+    # THEN AAA has no 2024 row (its delta rows are hidden), BBB keeps all of its rows
+    back = store.read_bars()
+    assert back[back["symbol"] == "AAA"]["date"].max() < pd.Timestamp("2024-01-01")
+    assert len(back[back["symbol"] == "BBB"]) == len(b)
+    assert store.last_dates()["AAA"] < pd.Timestamp("2024-01-01")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import TypeVar
 
+import numpy as np
 import pandas as pd
 
 from stockml.errors import (
@@ -101,8 +102,10 @@ def _in_range(df: pd.DataFrame, column: str, start: date, end: date) -> pd.DataF
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         # news timestamps are UTC instants; compare their UTC calendar date
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    day = values.dt.normalize()
-    mask = (day >= pd.Timestamp(start)) & (day <= pd.Timestamp(end))
+    day = values.dt.normalize().to_numpy()
+    mask = (day >= np.datetime64(start, "ns")) & (day <= np.datetime64(end, "ns"))
+    if mask.all():
+        return df
     return df[mask].reset_index(drop=True)
 
 
@@ -137,6 +140,8 @@ class Provider(ABC):
         )
         bars = coerce_bars(raw) if len(raw) else coerce_bars(pd.DataFrame(columns=BAR_COLUMNS))
         bars = _in_range(bars, "date", start, end)
+        if bars["date"].is_monotonic_increasing:
+            return bars
         return bars.sort_values("date").reset_index(drop=True)
 
     def fetch_news(self, symbol: str, start: date, end: date) -> pd.DataFrame:
