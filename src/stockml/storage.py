@@ -293,7 +293,12 @@ def _key_hash(df: pd.DataFrame, key: Sequence[str]) -> np.ndarray:
 
 
 def _digest_value(value: object) -> str:
-    if value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
+    if (
+        value is None
+        or value is pd.NaT
+        or (isinstance(value, float) and np.isnan(value))
+        or (isinstance(value, np.datetime64) and np.isnat(value))
+    ):
         return "~"
     if isinstance(value, (int, np.integer)) and abs(int(value)) > 2**53:
         return str(int(value))  # beyond float precision: exact, never a false "equal"
@@ -311,10 +316,20 @@ def _row_digest(df: pd.DataFrame, position: int, key: Sequence[str]) -> str:
     (``==``, NaN equal to NaN), so the last row of a partition can be compared with a new
     copy of it from the object name alone.
     """
-    text = "|".join(
-        f"{c}={_digest_value(df[c].iloc[position])}" for c in sorted(df.columns) if c not in key
-    )
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    return _row_digests(df, [position], key)[0]
+
+
+def _row_digests(df: pd.DataFrame, positions: Iterable[int], key: Sequence[str]) -> list[str]:
+    """:func:`_row_digest` of several rows (the columns are converted once)."""
+    columns = [c for c in sorted(df.columns) if c not in key]
+    arrays = [(c, df[c].to_numpy()) for c in columns]
+    return [
+        hashlib.blake2b(
+            "|".join(f"{c}={_digest_value(values[i])}" for c, values in arrays).encode(),
+            digest_size=8,
+        ).hexdigest()
+        for i in positions
+    ]
 
 
 def _rows_after(current: _Partition, rows: pd.DataFrame, key: Sequence[str]) -> pd.DataFrame | None:
@@ -380,7 +395,8 @@ class Store:
         # shared delta objects by key: a key is written once and never rewritten, so a cached
         # copy is never stale
         self._shared_frames: dict[str, pd.DataFrame] = {}
-        self._shared_index: dict[str, list[PartFile]] = {}
+        # shared delta key -> its PartFiles, and the row positions of each (symbol, year)
+        self._shared_index: dict[str, tuple[list[PartFile], dict[tuple[str, int], np.ndarray]]] = {}
         session = boto3.session.Session()
         # LIST answers carry a LastModified per key that nobody here reads; botocore's
         # dateutil parsing of it costs more than the request on a 10,000-key prefix
@@ -718,14 +734,16 @@ class Store:
             current = state.get((symbol, year))
             if current is None or not current.live:
                 return _Merged(symbol, year, rows, len(rows), 0, False)
-            if appendable and len(current.deltas) < MAX_DELTAS:
-                after = _rows_after(current, rows, key)
-                if after is not None:
-                    # no GET: only days after the partition's last one, whose stored row
-                    # the object name proves unchanged
-                    frame = after if len(after) else None
-                    return _Merged(symbol, year, frame, len(after), 0, False, delta=True)
+            after = _rows_after(current, rows, key) if appendable else None
+            if after is not None and len(current.deltas) < MAX_DELTAS:
+                # no GET: only days after the partition's last one, whose stored row
+                # the object name proves unchanged
+                frame = after if len(after) else None
+                return _Merged(symbol, year, frame, len(after), 0, False, delta=True)
             old = self._read_files(current.live)
+            if after is not None and len(after):  # compaction: new days follow the stored ones
+                merged = pd.concat([old, after], ignore_index=True)
+                return _Merged(symbol, year, merged, len(after), 0, False)
             # vectorised key matching: the merge runs once per partition of a daily run
             old_keys, new_keys = _key_hash(old, key), _key_hash(rows, key)
             stored = np.isin(new_keys, old_keys)
@@ -890,45 +908,50 @@ class Store:
         """One PartFile per (symbol, year) held by the shared delta object ``key``."""
         cached = self._shared_index.get(key)
         if cached is not None:
-            return cached
+            return cached[0]
         match = _SHARED_RE.match(key.rsplit("/", 1)[-1])
         if match is None:
             return []
         frame = self._shared_frame(key)
         column = _date_column(frame)
         day = _naive_day(frame[column])
-        out = []
-        groups = frame.groupby([frame["symbol"].astype(str), day.dt.year], sort=False).indices
-        for (symbol, year), positions in groups.items():
-            rows = frame.iloc[positions]
-            order = np.argsort(day.iloc[positions].to_numpy(), kind="stable")
-            out.append(
-                PartFile(
-                    key=key,
-                    symbol=symbol,
-                    year=int(year),
-                    version=match["version"],
-                    first=day.iloc[positions[order[0]]],
-                    last=day.iloc[positions[order[-1]]],
-                    rows=len(positions),
-                    delta=True,
-                    tail=_row_digest(rows, int(order[-1]), ("symbol", "date"))
-                    if column == "date"
-                    else None,
-                    shared=True,
-                )
+        # (symbol, day) order: each (symbol, year) group is a run whose last row is its tail
+        order = np.lexsort((day.to_numpy(), frame["symbol"].astype(str).to_numpy()))
+        groups = frame.iloc[order].groupby(
+            [frame["symbol"].astype(str).to_numpy()[order], day.dt.year.to_numpy()[order]],
+            sort=False,
+        )
+        runs = {slot: order[positions] for slot, positions in groups.indices.items()}
+        tails = (
+            _row_digests(frame, [int(p[-1]) for p in runs.values()], ("symbol", "date"))
+            if column == "date"
+            else [None] * len(runs)
+        )
+        out = [
+            PartFile(
+                key=key,
+                symbol=str(symbol),
+                year=int(year),
+                version=match["version"],
+                first=day.iloc[positions[0]],
+                last=day.iloc[positions[-1]],
+                rows=len(positions),
+                delta=True,
+                tail=tail,
+                shared=True,
             )
-        self._shared_index[key] = out
+            for ((symbol, year), positions), tail in zip(runs.items(), tails, strict=True)
+        ]
+        self._shared_index[key] = (out, runs)
         return out
 
     def _read_part(self, part: PartFile) -> pd.DataFrame:
         """The rows of one data file; of a shared delta, the rows of the part's (symbol, year)."""
         if not part.shared:
             return _from_parquet(self.get_bytes(part.key))
-        frame = self._shared_frame(part.key)
-        day = _naive_day(frame[_date_column(frame)])
-        mask = (frame["symbol"].astype(str) == part.symbol) & (day.dt.year == part.year)
-        return frame[mask.to_numpy()].reset_index(drop=True)
+        self._shared_parts(part.key)
+        positions = self._shared_index[part.key][1][(part.symbol, part.year)]
+        return self._shared_frame(part.key).iloc[positions].reset_index(drop=True)
 
     @staticmethod
     def _parse(prefix: str, key: str) -> PartFile | None:
