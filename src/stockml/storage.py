@@ -378,7 +378,7 @@ class Store:
         news_prefix: str = "news",
         max_workers: int = _DEFAULT_WORKERS,
     ) -> None:
-        import boto3
+        import botocore.session
         from botocore.config import Config
 
         self.bucket = bucket
@@ -397,13 +397,13 @@ class Store:
         self._shared_frames: dict[str, pd.DataFrame] = {}
         # shared delta key -> its PartFiles, and the row positions of each (symbol, year)
         self._shared_index: dict[str, tuple[list[PartFile], dict[tuple[str, int], np.ndarray]]] = {}
-        session = boto3.session.Session()
+        # botocore, not boto3: the same client without boto3's and s3transfer's imports
+        # (a Lambda cold start pays for every import)
+        session = botocore.session.get_session()
         # LIST answers carry a LastModified per key that nobody here reads; botocore's
         # dateutil parsing of it costs more than the request on a 10,000-key prefix
-        session._session.get_component("response_parser_factory").set_parser_defaults(
-            timestamp_parser=str
-        )
-        self._s3 = session.client(
+        session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+        self._s3 = session.create_client(
             "s3",
             endpoint_url=endpoint_url,
             region_name=region,
