@@ -877,7 +877,11 @@ class Store:
     def _list_years(
         self, prefix: str, years: Sequence[int], wanted: set[str] | None
     ) -> list[PartFile]:
-        if wanted is not None and len(wanted) * len(years) <= _FEW_FOLDERS:
+        if (
+            wanted is not None
+            and len(wanted) <= _FEW_SYMBOLS
+            and len(wanted) * len(years) <= _FEW_FOLDERS
+        ):
             prefixes = [
                 f"{prefix}/year={y}/symbol={encode_symbol(s)}/"
                 for y in years

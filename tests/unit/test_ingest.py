@@ -115,6 +115,42 @@ def test_a_new_session_fetches_from_the_overlap_day_only(store: Store) -> None:
     assert len(set(store.list_keys("raw/")) - keys_before) == 1
 
 
+def test_a_daily_run_lists_the_newest_year_and_writes_one_object_for_all_symbols(
+    store: Store, store_settings: StoreSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN 30 symbols stored over 2022..Friday 2024-07-05 (three year folders)
+    symbols = [f"S{i:02d}" for i in range(30)]
+    history = {
+        s: make_bars(s, "2022-01-03", "2024-07-08", base=10.0 + i) for i, s in enumerate(symbols)
+    }
+    store.upsert_bars(pd.concat(h[h["date"] <= "2024-07-05"] for h in history.values()))
+    keys_before = set(store.list_keys("raw/"))
+
+    # WHEN Monday's run comes, in a new process (a fresh Store) that records its LISTs
+    daily = Store.from_settings(store_settings)
+    listed: list[str] = []
+    real_list = daily.list_keys
+
+    def recording(prefix: str) -> list[str]:
+        listed.append(prefix)
+        return real_list(prefix)
+
+    monkeypatch.setattr(daily, "list_keys", recording)
+    report = ingest(daily, ScriptedProvider(history), symbols, "2022-01-01", now=MONDAY_EVENING)
+    monkeypatch.undo()
+
+    # THEN it listed this year's folder (and the delta folder), never 2022 or 2023
+    assert not report.failed and report.totals()["written"] == 30
+    assert not any("year=2022" in p or "year=2023" in p for p in listed), listed
+    assert "raw/year=2024/" in listed
+    # AND the 30 new rows went into ONE object
+    new_keys = set(store.list_keys("raw/")) - keys_before
+    assert len(new_keys) == 1 and next(iter(new_keys)).startswith("raw/_delta/")
+    back = store.read_bars()
+    assert len(back) == sum(len(h) for h in history.values())
+    assert not back.duplicated(["symbol", "date"]).any()
+
+
 def test_one_failing_symbol_does_not_lose_the_others_and_the_run_fails_loudly(store: Store) -> None:
     # GIVEN a vendor that fails for AAPL only
     vendor = ScriptedProvider(
