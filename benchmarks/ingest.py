@@ -28,7 +28,7 @@ from datetime import date
 import boto3
 import pandas as pd
 
-from stockml.ingest import ingest
+from stockml.ingest import IngestReport, ingest
 from stockml.local import start_moto_server
 from stockml.providers.base import Provider, RetryPolicy
 from stockml.providers.sample import SampleProvider
@@ -94,21 +94,10 @@ def main() -> None:
         days = list(base["date"].iloc[-(MAX_DELTAS + 1) :])
         provider = ScaledCopies(base, last_day=base["date"].iloc[-(MAX_DELTAS + 2)])
         provider.scale(symbols)
-        t0 = time.perf_counter()
-        backfill = ingest(
-            store,
-            provider,
-            symbols,
-            start=base["date"].iloc[0],
-            now=(provider.last_day + evening).tz_localize("UTC"),
-            max_workers=args.workers,
-        )
-        backfill_s = time.perf_counter() - t0
 
-        daily_s = []
-        for day in days:
-            provider.last_day = day
-            # a new Store per run, as in a new Lambda: nothing cached from earlier runs
+        def run(last_day: pd.Timestamp) -> tuple[IngestReport, float]:
+            """Ingest up to ``last_day`` with a new Store (as in a new Lambda: nothing cached)."""
+            provider.last_day = last_day
             fresh = Store(bucket, endpoint_url=server.url, max_workers=args.workers)
             t0 = time.perf_counter()
             report = ingest(
@@ -116,10 +105,16 @@ def main() -> None:
                 provider,
                 symbols,
                 start=base["date"].iloc[0],
-                now=(day + evening).tz_localize("UTC"),
+                now=(last_day + evening).tz_localize("UTC"),
                 max_workers=args.workers,
             )
-            daily_s.append(time.perf_counter() - t0)
+            return report, time.perf_counter() - t0
+
+        backfill, backfill_s = run(provider.last_day)
+        daily_s = []
+        for day in days:
+            report, seconds = run(day)
+            daily_s.append(seconds)
             assert not report.failed, report.failed[:3]
             assert report.totals()["written"] == len(symbols), report.totals()
 
