@@ -6,7 +6,7 @@ Layout of one bundle (a local folder, or ``s3://<bucket>/<models_prefix>/<versio
     feature_spec.json    FeatureSpec: feature names, scaler statistics, window, horizon
     metrics.json         evaluation metrics per model and for the baselines
     sessions.json        optional: NYSE sessions from a year before the stalest symbol's last
-                         day to about a year ahead (calendar.SessionTable), so serving needs
+                         day to about a year ahead (sessions.SessionTable), so serving needs
                          no exchange-calendars at start-up; it falls back to it past the span
     <model>.onnx         one file per model
 
@@ -23,14 +23,18 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import pandas as pd
 
-from stockml.calendar import SessionTable
 from stockml.errors import BundleError, FeatureError
+from stockml.sessions import SessionTable
+from stockml.window import FeatureWindow
+
+if TYPE_CHECKING:  # serving imports this module: no pandas at run time
+    import pandas as pd
 
 MANIFEST = "manifest.json"
 FEATURE_SPEC = "feature_spec.json"
@@ -83,16 +87,23 @@ class FeatureSpec:
             feature_config=dict(feature_config or {}),
         )
 
-    def transform(self, features: pd.DataFrame) -> np.ndarray:
+    def transform(self, features: pd.DataFrame | FeatureWindow) -> np.ndarray:
         """Scaled float32 matrix ``[rows, n_features]`` in ``feature_names`` order.
+
+        Args:
+            features: feature rows: a DataFrame of the ``features/`` table (training) or a
+                symbol's :class:`~stockml.window.FeatureWindow` (serving).
 
         Raises:
             FeatureError: a feature column is missing or holds NaN/inf.
         """
-        missing = [c for c in self.feature_names if c not in features.columns]
-        if missing:
-            raise FeatureError(f"features are missing columns {missing}")
-        x = features[self.feature_names].to_numpy(dtype=np.float64)
+        if isinstance(features, FeatureWindow):
+            x = features.matrix(self.feature_names)
+        else:
+            missing = [c for c in self.feature_names if c not in features.columns]
+            if missing:
+                raise FeatureError(f"features are missing columns {missing}")
+            x = features[self.feature_names].to_numpy(dtype=np.float64)
         if not np.isfinite(x).all():
             bad = [
                 c
@@ -194,7 +205,7 @@ def write_bundle(
         put(SESSIONS, sessions.to_json().encode())
     manifest = Manifest(
         version=version,
-        created_at=pd.Timestamp.now(tz="UTC").isoformat(),
+        created_at=datetime.now(UTC).isoformat(),
         git_commit=git_commit,
         horizon=feature_spec.horizon,
         models={name: entry for name, (_d, entry) in onnx_models.items()},

@@ -7,12 +7,16 @@ lightgbm, scikit-learn, mlflow): the Lambda installs only the ``serving`` extra.
   (created once) and turns one symbol's latest feature rows into forecasts: log returns per
   model and for the weighted ensemble, prices ``last close * exp(r)``, conformal intervals
   from ``Manifest.intervals`` and the NYSE dates of the next sessions.
-- :class:`StoreFeatureSource` reads a symbol's latest processed feature rows from the store's
-  ``features/`` table (written by the feature pipeline) and keeps them for ``ttl_s`` seconds.
+- :class:`WindowFeatureSource` reads a symbol's latest feature window
+  (:mod:`stockml.window`, written by the feature pipeline from the ``features/`` table) and
+  keeps it for ``ttl_s`` seconds.
 - :class:`PredictionService` joins them and caches forecasts per
   ``(symbol, model version, last feature date)``, so a warm request runs no model at all.
 - :func:`load_bundle` reads a bundle from ``<models_prefix>/champion.json`` -> version ->
   ``<models_prefix>/<version>/`` (or a named version, or a local folder), sha256-checked.
+
+The store is read through :class:`stockml.s3.S3Reader` and nothing here imports pandas or
+botocore: a Lambda cold start pays for every import (``benchmarks/serve.py``).
 """
 
 from __future__ import annotations
@@ -24,15 +28,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import onnxruntime as ort
-import pandas as pd
 
-from stockml import calendar
 from stockml.bundle import Bundle, read_bundle_dir, read_bundle_files
 from stockml.errors import (
     BundleError,
@@ -41,10 +43,12 @@ from stockml.errors import (
     UnknownSymbolError,
     ValidationError,
 )
+from stockml.s3 import S3Reader, encode_symbol
+from stockml.sessions import SessionTable
+from stockml.window import FeatureWindow, latest_keys, windows_prefix
 
 if TYPE_CHECKING:
     from stockml.settings import Settings
-    from stockml.storage import Store
 
 logger = logging.getLogger(__name__)
 
@@ -65,16 +69,30 @@ def champion_key(models_prefix: str) -> str:
     return f"{models_prefix.strip('/')}/{CHAMPION}"
 
 
+class ObjectReader(Protocol):
+    """Read access to the bucket: :class:`~stockml.s3.S3Reader` or a :class:`~stockml.storage.Store`."""
+
+    def get_bytes(self, key: str) -> bytes: ...
+
+    def list_keys(self, prefix: str) -> list[str]: ...
+
+    def get_folder(self, prefix: str) -> dict[str, bytes]: ...
+
+
 def load_bundle(
-    store: Store | None = None, version: str = "champion", bundle_dir: str | Path | None = None
+    store: ObjectReader | None = None,
+    version: str = "champion",
+    bundle_dir: str | Path | None = None,
+    models_prefix: str = "models",
 ) -> Bundle:
     """Read and verify the serving bundle.
 
     Args:
-        store: the store holding ``<models_prefix>/...`` (unused when ``bundle_dir`` is set).
+        store: the bucket holding ``<models_prefix>/...`` (unused when ``bundle_dir`` is set).
         version: ``"champion"`` follows ``<models_prefix>/champion.json``; anything else names
             the folder ``<models_prefix>/<version>/``.
         bundle_dir: a local bundle folder, read instead of the store.
+        models_prefix: where the bundles are.
 
     Raises:
         BundleError: no bundle, an unreadable pointer, a missing file or a sha256 mismatch.
@@ -85,8 +103,9 @@ def load_bundle(
         return read_bundle_dir(Path(bundle_dir))
     if store is None:
         raise BundleError("no bundle source: neither a store nor a bundle folder was given")
+    models_prefix = models_prefix.strip("/")
     if version == "champion":
-        key = champion_key(store.models_prefix)
+        key = champion_key(models_prefix)
         try:
             pointer = json.loads(store.get_bytes(key))
             version = str(pointer["version"])
@@ -94,7 +113,7 @@ def load_bundle(
             raise BundleError(f"no champion bundle: {key} cannot be read ({exc})") from exc
         except (ValueError, KeyError, TypeError) as exc:
             raise BundleError(f"{key} is not a version pointer: {exc}") from exc
-    prefix = f"{store.models_prefix}/{version}"
+    prefix = f"{models_prefix}/{version}"
     files = store.get_folder(prefix)
     if not files:
         raise BundleError(f"bundle {version} has no files under {prefix}/")
@@ -133,7 +152,7 @@ class Forecast:
 
     symbol: str
     model_version: str
-    last_date: pd.Timestamp
+    last_date: date
     last_close: float
     dates: tuple[date, ...]
     models: dict[str, ModelForecast]
@@ -166,9 +185,9 @@ class Predictor:
         self.manifest = bundle.manifest
         self.spec = bundle.feature_spec
         self.horizon = int(self.manifest.horizon)
-        # the bundle's precomputed NYSE sessions (no exchange-calendars to build), else the
-        # calendar module itself: both answer sessions/next_sessions/last_completed_session
-        self.calendar: Any = calendar if bundle.sessions is None else bundle.sessions
+        # the bundle's precomputed NYSE sessions (no exchange-calendars, no pandas); a bundle
+        # written before sessions.json existed builds a table now (~1 s, at load, not per request)
+        self.calendar = bundle.sessions or SessionTable.build(date.today() - timedelta(days=730))
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
@@ -202,7 +221,7 @@ class Predictor:
         return names
 
     def log_returns(
-        self, features: pd.DataFrame, models: Sequence[str] | None = None
+        self, features: FeatureWindow, models: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:
         """Raw model outputs ``{model: [H] float64 log returns}`` for one symbol's latest rows.
 
@@ -216,7 +235,7 @@ class Predictor:
             raise ValidationError(f"unknown models {unknown}; this bundle has {self.model_names}")
         if len(features) < self.rows_needed:
             raise FeatureError(f"need {self.rows_needed} feature rows, got {len(features)}")
-        x = self.spec.transform(features.iloc[-self.rows_needed :])
+        x = self.spec.transform(features.tail(self.rows_needed))
         run = set(wanted) - {ENSEMBLE}
         if ENSEMBLE in wanted:
             run |= set(self.manifest.ensemble_weights)
@@ -235,15 +254,14 @@ class Predictor:
 
     def predict(
         self,
-        features: pd.DataFrame,
+        features: FeatureWindow,
         models: Sequence[str] | None = None,
         days: int | None = None,
     ) -> Forecast:
         """Forecast the next ``days`` sessions from one symbol's latest feature rows.
 
         Args:
-            features: rows of ONE symbol sorted by date, with ``symbol, date, close`` and the
-                bundle's feature columns (the stored ``features/`` table).
+            features: the symbol's latest feature window (at least ``rows_needed`` rows).
             models: model names (default: all, ensemble included).
             days: horizons 1..days (default: the bundle's horizon H).
 
@@ -254,12 +272,11 @@ class Predictor:
         days = self.horizon if days is None else int(days)
         if not 1 <= days <= self.horizon:
             raise ValidationError(f"days must be within 1..{self.horizon}, got {days}")
-        if features.empty:
+        if not len(features):
             raise FeatureError("no feature rows to predict from")
         returns = self.log_returns(features, models)
-        last = features.iloc[-1]
-        last_close = float(last["close"])
-        last_date = pd.Timestamp(last["date"])
+        last_close = features.last_close
+        last_date = features.last_date
         forecasts = {}
         for name, r in returns.items():
             r = r[:days]
@@ -272,11 +289,11 @@ class Predictor:
                 level = float(band.get("level", np.nan))
             forecasts[name] = ModelForecast(r, last_close * np.exp(r), lower, upper, level)
         return Forecast(
-            symbol=str(last["symbol"]),
+            symbol=features.symbol,
             model_version=self.version,
             last_date=last_date,
             last_close=last_close,
-            dates=tuple(d.date() for d in self.calendar.next_sessions(last_date, days)),
+            dates=tuple(self.calendar.next_sessions(last_date, days)),
             models=forecasts,
         )
 
@@ -318,90 +335,104 @@ class Predictor:
 class FeatureSource(Protocol):
     """Where serving finds a symbol's latest processed features."""
 
-    def last_dates(self) -> dict[str, pd.Timestamp]: ...
+    def last_dates(self) -> dict[str, date]: ...
 
-    def latest(self, symbol: str, rows: int) -> pd.DataFrame: ...
+    def latest(self, symbol: str, rows: int) -> FeatureWindow: ...
 
-    def cached(self, symbol: str, rows: int) -> pd.DataFrame | None: ...
+    def cached(self, symbol: str, rows: int) -> FeatureWindow | None: ...
 
-    def cached_last_date(self, symbol: str, rows: int) -> pd.Timestamp | None: ...
+    def cached_last_date(self, symbol: str, rows: int) -> date | None: ...
 
     def ping(self) -> None: ...
 
 
-class StoreFeatureSource:
-    """The store's ``features/`` table, with a per-symbol in-memory cache of ``ttl_s`` seconds.
+class WindowFeatureSource:
+    """The feature windows under ``<features_prefix>/_latest/``, kept ``ttl_s`` seconds per symbol.
 
-    The features are computed by the feature pipeline with the shared feature library, so
-    serving never recomputes them (one code path for training and serving).
+    The windows hold the ``features/`` table's rows as the feature pipeline computed them with
+    the shared feature library, so serving never recomputes features (no train/serve skew).
+
+    Args:
+        reader: the bucket.
+        features_prefix: the features table's prefix.
+        ping_key: what ``ping`` lists (a small prefix; default the champion pointer).
+        ttl_s: how long a window and the symbol listing are reused.
+        clock: monotonic seconds (tests pass their own).
     """
 
     def __init__(
-        self, store: Store, ttl_s: float = 300.0, clock: Callable[[], float] = time.monotonic
+        self,
+        reader: ObjectReader,
+        features_prefix: str = "features",
+        ping_key: str = "models/champion.json",
+        ttl_s: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.store = store
+        self.reader = reader
+        self.features_prefix = features_prefix.strip("/")
+        self.ping_key = ping_key
         self.ttl_s = ttl_s
         self._clock = clock
         self._lock = threading.Lock()
-        # symbol -> (fetched at, rows asked for, frame, its last date)
-        self._frames: dict[str, tuple[float, int, pd.DataFrame, pd.Timestamp]] = {}
-        self._dates: tuple[float, dict[str, pd.Timestamp]] | None = None
+        # symbol -> (read at, window, its last date)
+        self._windows: dict[str, tuple[float, FeatureWindow, date]] = {}
+        self._dates: tuple[float, dict[str, date]] | None = None
 
-    def last_dates(self) -> dict[str, pd.Timestamp]:
+    def last_dates(self) -> dict[str, date]:
         """Last feature date per symbol (one LIST, cached)."""
         now = self._clock()
         cached = self._dates
         if cached is not None and now - cached[0] < self.ttl_s:
             return cached[1]
-        dates = self.store.last_dates(self.store.features_prefix)
+        keys = self.reader.list_keys(windows_prefix(self.features_prefix))
+        dates = {s: d for s, (d, _key) in latest_keys(self.features_prefix, keys).items()}
         self._dates = (now, dates)
         return dates
 
-    def latest(self, symbol: str, rows: int) -> pd.DataFrame:
-        """The latest ``rows`` feature rows of ``symbol``, oldest first.
+    def latest(self, symbol: str, rows: int) -> FeatureWindow:
+        """The latest ``rows`` feature rows of ``symbol`` (fewer if the window is shorter).
 
         Raises:
             UnknownSymbolError: the store holds no features for ``symbol``.
+            FeatureError: its window is unreadable or holds another symbol.
         """
         cached = self.cached(symbol, rows)
         if cached is not None:
             return cached
         now = self._clock()
-        last = self.store.last_dates(self.store.features_prefix, [symbol]).get(symbol)
-        if last is None:
+        folder = f"{windows_prefix(self.features_prefix)}symbol={encode_symbol(symbol)}/"
+        found = latest_keys(self.features_prefix, self.reader.list_keys(folder)).get(symbol)
+        if found is None:
             raise UnknownSymbolError(f"no features stored for {symbol}")
-        # ~1.5 calendar days per session plus holidays; read everything if that falls short
-        start = last - pd.Timedelta(days=int(rows * 1.6) + 20)
-        frame = self.store.read_table(self.store.features_prefix, [symbol], start=start)
-        if len(frame) < rows:
-            frame = self.store.read_table(self.store.features_prefix, [symbol])
-        frame = frame.sort_values("date").iloc[-rows:].reset_index(drop=True)
+        window = FeatureWindow.from_bytes(self.reader.get_bytes(found[1]))
+        if window.symbol != symbol:
+            raise FeatureError(f"{found[1]} holds the features of {window.symbol}, not {symbol}")
+        if not len(window):
+            raise FeatureError(f"{found[1]} holds no rows")
         with self._lock:
-            self._frames[symbol] = (now, rows, frame, pd.Timestamp(frame["date"].iloc[-1]))
-        return frame
+            self._windows[symbol] = (now, window, window.last_date)
+        return window.tail(rows)
 
-    def cached(self, symbol: str, rows: int) -> pd.DataFrame | None:
+    def cached(self, symbol: str, rows: int) -> FeatureWindow | None:
         """The latest ``rows`` rows if held in memory and younger than ``ttl_s``; no I/O."""
-        entry = self._fresh(symbol, rows)
-        return None if entry is None else entry[2].iloc[-rows:]
+        entry = self._fresh(symbol)
+        return None if entry is None else entry[1].tail(rows)
 
-    def cached_last_date(self, symbol: str, rows: int) -> pd.Timestamp | None:
-        """The last feature date of the rows ``cached`` would return (cheaper: no frame)."""
-        entry = self._fresh(symbol, rows)
-        return None if entry is None else entry[3]
+    def cached_last_date(self, symbol: str, rows: int) -> date | None:
+        """The last feature date of the rows ``cached`` would return (no I/O, no copy)."""
+        entry = self._fresh(symbol)
+        return None if entry is None else entry[2]
 
-    def _fresh(
-        self, symbol: str, rows: int
-    ) -> tuple[float, int, pd.DataFrame, pd.Timestamp] | None:
+    def _fresh(self, symbol: str) -> tuple[float, FeatureWindow, date] | None:
         with self._lock:
-            entry = self._frames.get(symbol)
-        if entry is None or self._clock() - entry[0] >= self.ttl_s or entry[1] < rows:
+            entry = self._windows.get(symbol)
+        if entry is None or self._clock() - entry[0] >= self.ttl_s:
             return None
         return entry
 
     def ping(self) -> None:
         """Raise StoreError when the store cannot be listed."""
-        self.store.list_keys(champion_key(self.store.models_prefix))
+        self.reader.list_keys(self.ping_key)
 
 
 # ---------------------------------------------------------------------------- service
@@ -410,7 +441,7 @@ class StoreFeatureSource:
 @dataclass(frozen=True)
 class SymbolStatus:
     symbol: str
-    last_date: pd.Timestamp
+    last_date: date
     age_sessions: int
     fresh: bool
 
@@ -428,7 +459,7 @@ class PredictionService:
         self.predictor = predictor
         self.features = features
         self.max_feature_age_sessions = max_feature_age_sessions
-        self._cache: OrderedDict[tuple[str, str, pd.Timestamp], Forecast] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, date], Forecast] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
@@ -442,7 +473,7 @@ class PredictionService:
         if known and symbol not in known:
             raise UnknownSymbolError(f"no model for {symbol}; known symbols: {', '.join(known)}")
 
-    def history(self, symbol: str, rows: int) -> pd.DataFrame:
+    def history(self, symbol: str, rows: int) -> FeatureWindow:
         """The latest ``max(rows, window)`` feature rows of a known symbol."""
         self.check_symbol(symbol)
         return self.features.latest(symbol, max(rows, self.predictor.rows_needed))
@@ -487,15 +518,15 @@ class PredictionService:
         self.check_symbol(symbol)
 
     def _forecast_from(
-        self, symbol: str, rows: pd.DataFrame, days: int, models: Sequence[str] | None
+        self, symbol: str, rows: FeatureWindow, days: int, models: Sequence[str] | None
     ) -> Forecast:
-        key = (symbol, self.version, pd.Timestamp(rows["date"].iloc[-1]))
+        key = (symbol, self.version, rows.last_date)
         with self._lock:
             full = self._cache.get(key)
             if full is not None:
                 self._cache.move_to_end(key)
         if full is None:
-            full = self.predictor.predict(rows.iloc[-self.predictor.rows_needed :])
+            full = self.predictor.predict(rows.tail(self.predictor.rows_needed))
             with self._lock:
                 self._cache[key] = full
                 if len(self._cache) > self._cache_size:
@@ -512,42 +543,47 @@ class PredictionService:
         for symbol in sorted(dates):
             if known and symbol not in known:
                 continue
-            last = pd.Timestamp(dates[symbol])
+            last = dates[symbol]
             age = max(len(cal.sessions(last, latest)) - 1, 0)
             out.append(SymbolStatus(symbol, last, age, age <= self.max_feature_age_sessions))
         return out
 
 
-def load_service(settings: Settings, store: Store | None = None) -> PredictionService:
-    """Build the serving service from settings: store, verified bundle, sessions, feature source.
+def load_service(settings: Settings, reader: ObjectReader | None = None) -> PredictionService:
+    """Build the serving service from settings: bucket reader, verified bundle, feature source.
+
+    Args:
+        settings: the process settings (``store`` and ``api``).
+        reader: the bucket (default: an :class:`~stockml.s3.S3Reader` on ``settings.store``).
 
     Raises:
         BundleError: the bundle is missing or corrupt.
         StoreError: the store cannot be read.
     """
-    from stockml.storage import Store
-
-    store = store or Store.from_settings(settings.store)
+    store = settings.store
+    reader = reader or S3Reader(store.bucket, store.endpoint_url, store.region)
     started = time.perf_counter()
-    bundle = load_bundle(store, settings.api.model_version, settings.api.bundle_dir)
+    bundle = load_bundle(
+        reader, settings.api.model_version, settings.api.bundle_dir, store.models_prefix
+    )
     predictor = Predictor(bundle)
-    if bundle.sessions is None:
-        # an older bundle without sessions.json: build the trading calendar now (~1 s), in
-        # the Lambda init phase, not in the first request
-        calendar.next_sessions(pd.Timestamp.now(), 1)
     logger.info(
         "bundle %s loaded in %.0f ms: models %s",
         predictor.version,
         1000 * (time.perf_counter() - started),
         predictor.model_names,
     )
+    source = WindowFeatureSource(
+        reader,
+        store.features_prefix,
+        ping_key=champion_key(store.models_prefix),
+        ttl_s=settings.api.features_ttl_s,
+    )
     return PredictionService(
-        predictor,
-        StoreFeatureSource(store, ttl_s=settings.api.features_ttl_s),
-        max_feature_age_sessions=settings.api.max_feature_age_sessions,
+        predictor, source, max_feature_age_sessions=settings.api.max_feature_age_sessions
     )
 
 
-def describe(value: Any) -> str:
+def describe(value: object) -> str:
     """A one-line reason for logs and /health (no traceback)."""
     return f"{type(value).__name__}: {value}"

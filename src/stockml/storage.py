@@ -73,7 +73,6 @@ from datetime import date
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import quote, unquote
 
 import numpy as np
 import pandas as pd
@@ -81,6 +80,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stockml.errors import StoreError
+from stockml.s3 import decode_symbol, encode_symbol
 from stockml.schemas import KEY, coerce_bars, empty_bars, validate_bars
 from stockml.settings import StoreSettings
 
@@ -225,16 +225,6 @@ class _Merged:
 def _day(yyyymmdd: str) -> pd.Timestamp:
     # the same few hundred dates recur across thousands of object names in one LIST
     return pd.Timestamp(yyyymmdd)
-
-
-def encode_symbol(symbol: str) -> str:
-    """The symbol as a partition value: Hive-style %XX escaping of everything unsafe."""
-    return quote(symbol, safe="-_.")
-
-
-def decode_symbol(value: str) -> str:
-    """Inverse of :func:`encode_symbol`."""
-    return unquote(value)
 
 
 def _new_version(after: str | None = None) -> str:
@@ -1075,7 +1065,7 @@ class Store:
                 )
             )
         ]
-        self._delete_keys(stale + self._dead_shared(prefix, superseded, state, rebased))
+        self.delete_keys(stale + self._dead_shared(prefix, superseded, state, rebased))
         return len(groups)
 
     def _dead_shared(
@@ -1110,7 +1100,8 @@ class Store:
             key for key, unknown in candidates.items() if all(superseded(p, more) for p in unknown)
         ]
 
-    def _delete_keys(self, keys: Sequence[str]) -> None:
+    def delete_keys(self, keys: Sequence[str]) -> None:
+        """Delete objects (1000 per request); a key that cannot be deleted is logged, not raised."""
         for i in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
             batch = [{"Key": k} for k in keys[i : i + 1000]]
             answer = self._call(

@@ -33,7 +33,6 @@ from pydantic import BaseModel, Field
 
 from stockml import evaluation
 from stockml.bundle import FeatureSpec, Manifest, write_bundle
-from stockml.calendar import SessionTable
 from stockml.errors import FeatureError, ModelError
 from stockml.models import (
     DriftModel,
@@ -46,6 +45,7 @@ from stockml.models import (
 )
 from stockml.models.ensemble import combine, fit_weights
 from stockml.models.onnx_utils import run_onnx
+from stockml.sessions import SessionTable
 from stockml.settings import load_yaml_config
 
 logger = logging.getLogger(__name__)

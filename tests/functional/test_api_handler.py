@@ -5,6 +5,10 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import os
+import subprocess
+import sys
+import textwrap
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -180,3 +184,46 @@ def test_corrupt_bundle_container_starts_and_says_why(corrupt_store: StoreSettin
     assert predict["statusCode"] == 503
     assert json.loads(predict["body"])["error"]["code"] == "model_unavailable"
     assert "Traceback" not in predict["body"]
+
+
+def test_a_fresh_container_serves_without_pandas_or_botocore(serving_store: StoreSettings) -> None:
+    # GIVEN a fresh interpreter (a new Lambda container) with the template's environment
+    code = textwrap.dedent(
+        f"""
+        import importlib.util, json, sys
+        spec = importlib.util.spec_from_file_location("app", "functions/api/app.py")
+        app = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(app)
+
+        class Context:
+            function_name = "stockml-api"
+            memory_limit_in_mb = 1024
+            invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:stockml-api"
+            aws_request_id = "cold"
+
+        statuses = {{}}
+        for name in {ENDPOINTS!r}:
+            event = json.load(open(f"events/api_{{name}}_v2.json"))
+            statuses[name] = app.handler(event, Context())["statusCode"]
+        # (Powertools imports botocore's light top package only; its session is the cost)
+        heavy = ["pandas", "pyarrow", "botocore.session", "boto3", "exchange_calendars", "torch"]
+        print(json.dumps({{"statuses": statuses, "imported": [m for m in heavy if m in sys.modules]}}))
+        """
+    )
+    env = {
+        **os.environ,
+        "STOCKML_STORE__BUCKET": serving_store.bucket,
+        "STOCKML_STORE__ENDPOINT_URL": str(serving_store.endpoint_url),
+        "STOCKML_API_KEY": API_KEY,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    # WHEN it imports the handler and serves every endpoint's event once
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO, env=env
+    )
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    # THEN every answer is 200, and no heavy library was ever imported: the cold start pays for
+    # the web stack, ONNX Runtime and the bundle only (benchmarks/serve.py measures it)
+    assert result["statuses"] == dict.fromkeys(ENDPOINTS, 200)
+    assert result["imported"] == []

@@ -18,6 +18,7 @@ from stockml.features.pipeline import update_features
 from stockml.local import LocalServer
 from stockml.settings import StoreSettings
 from stockml.storage import Store
+from stockml.window import FeatureWindow, window_key, windows_prefix
 from utils.sample_data import sample_bars
 
 pytestmark = pytest.mark.integration
@@ -58,10 +59,38 @@ def test_incremental_update_equals_a_full_recompute(store_settings: StoreSetting
     np.testing.assert_allclose(
         stored[cols].to_numpy(float), full[cols].to_numpy(float), rtol=1e-8, atol=1e-10
     )
-    # the formerly last rows now carry their targets
+    # AND the serving window is the table's last rows, exactly, under ONE key (the first
+    # update's window was replaced, not kept beside it)
+    keys = store.list_keys(windows_prefix(store.features_prefix))
+    assert keys == [window_key(store.features_prefix, "MSFT", stored["date"].iloc[-1].date())]
+    window = FeatureWindow.from_bytes(store.get_bytes(keys[0]))
+    tail = stored.tail(CONFIG.serving_rows)
+    assert len(window) == CONFIG.serving_rows and window.columns == tuple(feature_columns(CONFIG))
+    np.testing.assert_array_equal(window.values, tail[feature_columns(CONFIG)].to_numpy(float))
+    np.testing.assert_array_equal(window.close, tail["close"].to_numpy(float))
+    assert window.dates.tolist() == [d.date() for d in tail["date"]]
+    # AND the formerly last rows now carry their targets
     assert stored["target_1"].isna().sum() == 1
     # AND a re-run with nothing new writes nothing
     assert update_features(store, ["MSFT"], CONFIG).rows == {}
+
+
+def test_a_missing_window_is_written_without_new_features(
+    store_settings: StoreSettings, history
+) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN features up to date, whose window was lost (or predates the windows)
+    msft, market = history
+    store = Store.from_settings(store_settings)
+    store.upsert_bars(pd.concat([msft.tail(400), market]))
+    update_features(store, ["MSFT"], CONFIG)
+    store.delete_keys(store.list_keys(windows_prefix(store.features_prefix)))
+    # WHEN the update runs with no new bars
+    report = update_features(store, ["MSFT"], CONFIG)
+    # THEN no feature row is written, but the window is back
+    assert report.rows == {} and report.windows_written == 1
+    assert len(store.list_keys(windows_prefix(store.features_prefix))) == 1
+    # AND a second run writes nothing at all
+    assert update_features(store, ["MSFT"], CONFIG).windows_written == 0
 
 
 @dataclass

@@ -187,13 +187,14 @@ def test_gate_refuses_on_failed_parity_even_when_accurate():
 def test_published_bundle_is_what_the_api_loads(trained, two_symbol_data: Dataset, store_settings):
     from stockml.inference import Predictor, load_bundle
     from stockml.storage import Store
+    from stockml.window import FeatureWindow
 
     # GIVEN the bundle published to the store as champion
     store = Store.from_settings(store_settings)
     keys = publish_bundle(store, trained, promote=True)
     assert f"{store.models_prefix}/{trained.version}/manifest.json" in keys
 
-    # WHEN the API's loader follows champion.json and predicts from one symbol's raw feature rows
+    # WHEN the API's loader follows champion.json and predicts from one symbol's feature window
     predictor = Predictor(load_bundle(store))
     frame = clean_frame(
         two_symbol_data.frame, two_symbol_data.feature_names, two_symbol_data.target_names
@@ -201,7 +202,8 @@ def test_published_bundle_is_what_the_api_loads(trained, two_symbol_data: Datase
     val = trained.fitted.val
     symbol, day = val.symbols[-1], val.dates[-1]
     rows = frame[(frame["symbol"] == symbol) & (frame["date"] <= day)]
-    got = predictor.log_returns(rows, ["ensemble", "lstm", "xgboost"])
+    window = FeatureWindow.from_frame(rows, two_symbol_data.feature_names)
+    got = predictor.log_returns(window, ["ensemble", "lstm", "xgboost"])
 
     # THEN the API's ONNX ensemble equals training's native ensemble on the same session
     native = {name: m.predict(val.x(m)[-1:])[0] for name, m in trained.fitted.models.items()}

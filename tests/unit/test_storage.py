@@ -7,8 +7,9 @@ import pytest
 
 from stockml.calendar import sessions
 from stockml.errors import StoreError
+from stockml.s3 import decode_symbol, encode_symbol
 from stockml.settings import StoreSettings
-from stockml.storage import Store, decode_symbol, encode_symbol
+from stockml.storage import Store
 from utils.bars import make_bars
 
 pytestmark = pytest.mark.integration
@@ -83,7 +84,7 @@ def test_crash_between_write_and_swap_loses_nothing(
     def crash(keys: object) -> None:
         raise StoreError("simulated crash before the swap")
 
-    monkeypatch.setattr(store, "_delete_keys", crash)
+    monkeypatch.setattr(store, "delete_keys", crash)
     with pytest.raises(StoreError, match="simulated crash"):
         store.upsert_bars(update)
     monkeypatch.undo()

@@ -174,7 +174,7 @@ def test_crash_during_compaction_before_the_swap_loses_nothing(
     def crash(keys: object) -> None:
         raise StoreError("simulated crash before the swap")
 
-    monkeypatch.setattr(store, "_delete_keys", crash)
+    monkeypatch.setattr(store, "delete_keys", crash)
     with pytest.raises(StoreError, match="simulated crash"):
         _append_day(store, history, days[n + MAX_DELTAS])
     monkeypatch.undo()

@@ -24,10 +24,11 @@ import numpy as np
 import pandas as pd
 
 from stockml.bundle import FeatureSpec, Manifest, ModelEntry, write_bundle
-from stockml.calendar import SessionTable
 from stockml.features import build_features, feature_columns
 from stockml.features.config import FeatureConfig
+from stockml.features.pipeline import write_windows
 from stockml.inference import champion_key
+from stockml.sessions import SessionTable
 
 CONFIG = FeatureConfig()  # the code defaults (= configs/feature_config.yaml)
 FEATURES = feature_columns(CONFIG)
@@ -241,9 +242,11 @@ def build_bundle(
 
 
 def publish(store, built: BuiltBundle, champion: bool = True) -> None:  # type: ignore[no-untyped-def]
-    """Upload the bundle to ``<models_prefix>/<version>/``, its features, and the champion pointer."""
+    """Upload the bundle to ``<models_prefix>/<version>/``, its features (the table and, as the
+    feature pipeline writes them, the latest windows) and the champion pointer."""
     store.put_folder(built.folder, f"{store.models_prefix}/{built.manifest.version}")
     store.upsert_table(store.features_prefix, built.features)
+    write_windows(store, config=CONFIG)
     if champion:
         store.put_bytes(
             champion_key(store.models_prefix),

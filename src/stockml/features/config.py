@@ -70,6 +70,9 @@ class FeatureConfig(BaseModel):
     market: MarketConfig = Field(default_factory=MarketConfig)
     news: NewsConfig = Field(default_factory=NewsConfig)
     lookback_sessions: int = Field(default=600, ge=1)
+    # rows of each symbol's latest feature window, the API's only feature source: at least the
+    # longest model window and the longest chart history (stockml.window)
+    serving_rows: int = Field(default=1000, ge=1)
 
     @field_validator("sma_windows", "ema_windows", "return_windows", "volatility_windows")
     @classmethod

@@ -6,6 +6,9 @@ have an infinite memory; 600 sessions leave a difference of ~1e-10 against a ful
 and writes back every row after its last stored row, plus the last ``horizon`` stored rows,
 whose targets were still NaN and are now known. Symbols without stored features are computed
 from their whole history.
+
+Then each symbol whose table changed (or whose window is missing or older than its table) gets
+its latest feature window rewritten (:mod:`stockml.window`): the prediction API's only read.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from typing import Any
 import pandas as pd
 
 from stockml.calendar import sessions
-from stockml.features.build import build_features
+from stockml.features.build import build_features, feature_columns
 from stockml.features.config import FeatureConfig
 from stockml.storage import Store
+from stockml.window import FeatureWindow, latest_keys, window_key, windows_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +36,7 @@ class FeatureUpdateReport:
     rows: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     partitions_written: int = 0
+    windows_written: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"rows_written": sum(self.rows.values())}
@@ -79,6 +84,7 @@ def update_features(
         s for s in wanted if s in raw_last and (s not in feat_last or raw_last[s] > feat_last[s])
     ]
     if not todo:
+        report.windows_written = write_windows(store, wanted, config)
         return report
     # one read for all: from the earliest look-back start (None = a symbol needs its history)
     starts = [
@@ -94,6 +100,7 @@ def update_features(
             f"{int(counts.get(symbol, 0))} bars, warm-up needs {config.warmup_rows() + 1}"
         )
     if not ready:
+        report.windows_written = write_windows(store, wanted, config)
         return report
     bars = bars[bars["symbol"].isin(ready)]
     # the index series need their own warm-up (20 sessions) before the first row
@@ -116,5 +123,46 @@ def update_features(
     upserted = store.upsert_table(store.features_prefix, out)
     report.partitions_written = upserted.partitions_written
     report.rows = {str(k): int(v) for k, v in out.groupby("symbol").size().items()}
+    report.windows_written = write_windows(store, wanted, config)
     logger.info("features updated: %s", report.to_dict())
     return report
+
+
+def write_windows(
+    store: Store, symbols: Sequence[str] | None = None, config: FeatureConfig | None = None
+) -> int:
+    """Rewrite the latest feature window of each symbol whose window is missing or stale.
+
+    A window is stale when its last date is older than the symbol's last stored feature row.
+    Its rows are read back from the ``features/`` table (the stored values, exactly). The new
+    window is written before the old one is deleted: a reader always finds one.
+
+    Args:
+        store: the data store.
+        symbols: symbols to check (default: every symbol with features).
+        config: ``serving_rows`` (how many rows) and the feature columns.
+
+    Returns:
+        How many windows were written.
+    """
+    config = config or FeatureConfig()
+    last = store.last_dates(store.features_prefix, symbols)
+    held = store.list_keys(windows_prefix(store.features_prefix))
+    current = latest_keys(store.features_prefix, held)
+    todo = sorted(s for s, day in last.items() if s not in current or current[s][0] < day.date())
+    if not todo:
+        return 0
+    # ~1.5 calendar days per session, plus holidays
+    span = pd.Timedelta(days=int(config.serving_rows * 1.6) + 30)
+    start = min(last[s] for s in todo) - span
+    frame = store.read_table(store.features_prefix, todo, start=start)
+    names = [c for c in feature_columns(config) if c in frame.columns]
+    stale = []
+    for symbol, rows in frame.groupby("symbol", sort=True):
+        window = FeatureWindow.from_frame(rows.sort_values("date").tail(config.serving_rows), names)
+        key = window_key(store.features_prefix, str(symbol), window.last_date)
+        store.put_bytes(key, window.to_bytes())
+        prefix = key.rsplit("/", 1)[0] + "/"
+        stale += [k for k in held if k.startswith(prefix) and k != key]
+    store.delete_keys(stale)
+    return len(todo)

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from stockml import calendar
 from stockml.api import create_app
+from stockml.s3 import S3Reader
 from stockml.settings import Settings, StoreSettings
 from utils.api_fixtures import API_KEY
 from utils.serving_bundle import BuiltBundle
@@ -207,9 +208,9 @@ def test_unreachable_store_is_reported(
 ) -> None:
     # GIVEN a loaded app whose store then points at a dead port
     app = create_app(make_settings())
-    app.state.serving.service.features.store = __import__(
-        "stockml.storage", fromlist=["Store"]
-    ).Store(bucket=serving_store.bucket, endpoint_url="http://127.0.0.1:9")
+    app.state.serving.service.features.reader = S3Reader(
+        serving_store.bucket, "http://127.0.0.1:9", timeout_s=1
+    )
     # THEN health is 503 with the store's reason
     health = TestClient(app).get("/health")
     assert health.status_code == 503 and health.json()["store"]["ok"] is False

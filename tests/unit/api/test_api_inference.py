@@ -19,12 +19,14 @@ from stockml.inference import (
     ENSEMBLE,
     PredictionService,
     Predictor,
-    StoreFeatureSource,
+    WindowFeatureSource,
     champion_key,
     load_bundle,
 )
+from stockml.s3 import S3Reader
 from stockml.settings import StoreSettings
 from stockml.storage import Store
+from stockml.window import FeatureWindow
 from utils.serving_bundle import FEATURES, BuiltBundle, publish
 
 
@@ -36,6 +38,14 @@ def predictor(serving_bundle: BuiltBundle) -> Predictor:
 def msft(serving_bundle: BuiltBundle) -> pd.DataFrame:
     f = serving_bundle.features
     return f[f["symbol"] == "MSFT"].reset_index(drop=True)
+
+
+def window(rows: pd.DataFrame) -> FeatureWindow:
+    return FeatureWindow.from_frame(rows, FEATURES)
+
+
+def reader(settings: StoreSettings) -> S3Reader:
+    return S3Reader(settings.bucket, settings.endpoint_url, settings.region)
 
 
 def test_predict_matches_the_onnx_models_and_the_price_formula(
@@ -53,8 +63,8 @@ def test_predict_matches_the_onnx_models_and_the_price_formula(
     )[0][0]
     w = manifest.ensemble_weights
 
-    # WHEN the predictor forecasts 3 days
-    forecast = predictor.predict(rows, days=3)
+    # WHEN the predictor forecasts 3 days from the same rows as a feature window
+    forecast = predictor.predict(window(rows), days=3)
 
     # THEN returns, ensemble, prices, intervals and dates follow the bundle contract
     last_close = float(rows["close"].iloc[-1])
@@ -73,10 +83,11 @@ def test_predict_matches_the_onnx_models_and_the_price_formula(
     )
     assert (forecast.models["ridge"].lower < forecast.models["ridge"].prices).all()
     assert (forecast.models["ridge"].upper > forecast.models["ridge"].prices).all()
-    assert [pd.Timestamp(d) for d in forecast.dates] == list(
-        calendar.next_sessions(rows["date"].iloc[-1], 3)
-    )
+    assert list(forecast.dates) == [
+        d.date() for d in calendar.next_sessions(rows["date"].iloc[-1], 3)
+    ]
     assert forecast.last_close == last_close and forecast.model_version == manifest.version
+    assert forecast.last_date == rows["date"].iloc[-1].date()
 
 
 def test_sequence_model_accepts_batch_one_and_more(
@@ -98,15 +109,17 @@ def test_sequence_model_accepts_batch_one_and_more(
 def test_predict_rejects_bad_requests(predictor: Predictor, serving_bundle: BuiltBundle) -> None:
     rows = msft(serving_bundle).tail(predictor.rows_needed)
     with pytest.raises(ValidationError, match="days"):
-        predictor.predict(rows, days=predictor.horizon + 1)
+        predictor.predict(window(rows), days=predictor.horizon + 1)
     with pytest.raises(ValidationError, match="unknown models"):
-        predictor.predict(rows, models=["prophet"])
+        predictor.predict(window(rows), models=["prophet"])
     with pytest.raises(FeatureError, match="need"):
-        predictor.predict(rows.tail(2))
+        predictor.predict(window(rows.tail(2)))
     broken = rows.copy()
     broken.loc[broken.index[-1], FEATURES[0]] = np.nan
     with pytest.raises(FeatureError, match="NaN"):
-        predictor.predict(broken)
+        predictor.predict(window(broken))
+    with pytest.raises(FeatureError, match="missing columns"):
+        predictor.predict(FeatureWindow.from_frame(rows, FEATURES[1:]))
 
 
 @pytest.mark.integration
@@ -114,11 +127,10 @@ def test_load_bundle_follows_the_champion_pointer(
     store_settings: StoreSettings, serving_bundle: BuiltBundle
 ) -> None:
     # GIVEN a store with the bundle published and marked champion
-    store = Store.from_settings(store_settings)
-    publish(store, serving_bundle)
-    # WHEN loading the champion and the version by name
-    champion = load_bundle(store)
-    named = load_bundle(store, version=serving_bundle.manifest.version)
+    publish(Store.from_settings(store_settings), serving_bundle)
+    # WHEN serving's reader loads the champion and the version by name
+    champion = load_bundle(reader(store_settings))
+    named = load_bundle(reader(store_settings), version=serving_bundle.manifest.version)
     # THEN both are the published bundle
     assert champion.manifest.version == named.manifest.version == serving_bundle.manifest.version
     assert champion.onnx["ridge"] == serving_bundle.folder.joinpath("ridge.onnx").read_bytes()
@@ -129,27 +141,31 @@ def test_load_bundle_fails_clearly(
     store_settings: StoreSettings, corrupt_store: StoreSettings
 ) -> None:
     # GIVEN an empty store, a bad pointer, and a store with a flipped byte
-    empty = Store.from_settings(store_settings)
+    empty = reader(store_settings)
     # THEN each gives a BundleError that says what is wrong
     with pytest.raises(BundleError, match="no champion bundle"):
         load_bundle(empty)
     with pytest.raises(BundleError, match="no files"):
         load_bundle(empty, version="v-missing")
-    empty.put_bytes(champion_key(empty.models_prefix), b"not json")
+    Store.from_settings(store_settings).put_bytes(champion_key("models"), b"not json")
     with pytest.raises(BundleError, match="not a version pointer"):
         load_bundle(empty)
     with pytest.raises(BundleError, match="ridge.onnx is corrupt: sha256"):
-        load_bundle(Store.from_settings(corrupt_store))
+        load_bundle(reader(corrupt_store))
 
 
 @pytest.mark.integration
 def test_service_caches_forecasts_and_features(
     serving_store: StoreSettings, predictor: Predictor
 ) -> None:
-    # GIVEN a service over the store with a controllable clock for the feature cache
+    # GIVEN a service over the store with a controllable clock for the feature cache, and a
+    # count of the objects it reads
     now = [0.0]
-    store = Store.from_settings(serving_store)
-    source = StoreFeatureSource(store, ttl_s=60, clock=lambda: now[0])
+    reads: list[str] = []
+    bucket = reader(serving_store)
+    get = bucket.get_bytes
+    bucket.get_bytes = lambda key: reads.append(key) or get(key)  # type: ignore[method-assign]
+    source = WindowFeatureSource(bucket, ttl_s=60, clock=lambda: now[0])
     service = PredictionService(predictor, source)
     # memory alone cannot answer before the store was read
     assert service.cached_forecast("MSFT", 5) is None
@@ -164,11 +180,13 @@ def test_service_caches_forecasts_and_features(
     assert warm is not None and np.shares_memory(
         warm.models["lstm"].prices, first.models["lstm"].prices
     )
-    # AND features are re-read once the TTL has passed (a new frame object)
-    cached = source.latest("MSFT", predictor.rows_needed)
+    # AND the window was read once for all of that, then again once the TTL has passed
+    assert len(reads) == 1 and reads[0].startswith("features/_latest/symbol=MSFT/")
     now[0] = 61.0
     assert service.cached_forecast("MSFT", 3) is None  # expired: the next request re-reads
-    assert source.latest("MSFT", predictor.rows_needed) is not cached
+    again = service.forecast("MSFT", 3)
+    assert len(reads) == 2
+    np.testing.assert_array_equal(again.models["lstm"].prices, first.models["lstm"].prices[:3])
     # AND unknown symbols are refused
     with pytest.raises(UnknownSymbolError):
         service.forecast("AAPL", 1)
@@ -178,9 +196,12 @@ def test_service_caches_forecasts_and_features(
 def test_symbols_lists_symbols_with_model_and_features(
     serving_store: StoreSettings, predictor: Predictor
 ) -> None:
-    service = PredictionService(predictor, StoreFeatureSource(Store.from_settings(serving_store)))
+    service = PredictionService(predictor, WindowFeatureSource(reader(serving_store)))
     statuses = service.symbols()
     assert [s.symbol for s in statuses] == ["MSFT", "^GSPC"]
+    # dated by the windows' keys: the features table's last dates
+    table = Store.from_settings(serving_store).last_dates("features")
+    assert {s.symbol: s.last_date for s in statuses} == {k: v.date() for k, v in table.items()}
     # the embedded data ends in 2017/2018: stale by years
     assert all(not s.fresh and s.age_sessions > 1000 for s in statuses)
 

@@ -22,7 +22,7 @@ def symbols(service: ServiceDep) -> SymbolsResponse:
         symbols=[
             SymbolInfo(
                 symbol=s.symbol,
-                last_date=s.last_date.date(),
+                last_date=s.last_date,
                 age_sessions=s.age_sessions,
                 fresh=s.fresh,
             )

@@ -56,7 +56,7 @@ async def predict(
         dates=list(forecast.dates),
         intervals=_intervals(forecast),
         last_close=forecast.last_close,
-        last_date=forecast.last_date.date(),
+        last_date=forecast.last_date,
         model_version=forecast.model_version,
     )
 
@@ -73,13 +73,13 @@ def plot(
     history: Annotated[int, Query(ge=1, le=MAX_HISTORY)] = 120,
 ) -> PlotResponse:
     forecast = service.forecast(symbol, days or service.predictor.horizon)
-    rows = service.history(symbol, history).iloc[-history:]
+    rows = service.history(symbol, history).tail(history)
     return PlotResponse(
         symbol=symbol,
         model_version=forecast.model_version,
         history=[
-            HistoryPoint(date=d.date(), close=float(c))
-            for d, c in zip(rows["date"], rows["close"], strict=True)
+            HistoryPoint(date=d, close=c)
+            for d, c in zip(rows.dates.tolist(), rows.close.tolist(), strict=True)
         ],
         dates=list(forecast.dates),
         predictions={name: f.prices.tolist() for name, f in forecast.models.items()},
