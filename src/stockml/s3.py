@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import quote, unquote, urlsplit
 from xml.etree import ElementTree
 
@@ -63,15 +63,26 @@ def env_credentials() -> Credentials | None:
     return Credentials(key, secret, os.environ.get("AWS_SESSION_TOKEN") or None)
 
 
-def _chain_credentials() -> Credentials:
-    """botocore's credential chain (profiles, SSO, instance roles): outside Lambda only."""
-    import botocore.session
+class _ChainCredentials:
+    """botocore's credential chain (profiles, SSO, instance roles): outside Lambda only.
 
-    found = botocore.session.get_session().get_credentials()
-    if found is None:
-        raise StoreError("no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
-    frozen = found.get_frozen_credentials()
-    return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+    Resolved once; botocore refreshes temporary credentials when they near expiry.
+    """
+
+    def __init__(self) -> None:
+        self._found: Any = None  # botocore.credentials.Credentials
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Credentials:
+        with self._lock:
+            if self._found is None:
+                import botocore.session
+
+                self._found = botocore.session.get_session().get_credentials()
+        if self._found is None:
+            raise StoreError("no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+        frozen = self._found.get_frozen_credentials()
+        return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
 
 
 def _uri_encode(value: str, safe: str = "") -> str:
@@ -183,6 +194,7 @@ class S3Reader:
         else:
             self._https, self._host, self._base = True, f"{bucket}.s3.{region}.amazonaws.com", ""
         self._local = threading.local()
+        self._chain = _ChainCredentials()
 
     def __repr__(self) -> str:
         return f"S3Reader(bucket={self.bucket!r}, host={self._host!r})"
@@ -248,7 +260,7 @@ class S3Reader:
         for attempt in range(_ATTEMPTS):
             if attempt:
                 time.sleep(0.1 * 2**attempt)
-            credentials = self._credentials or env_credentials() or _chain_credentials()
+            credentials = self._credentials or env_credentials() or self._chain()
             headers = sign("GET", self._host, path, query, credentials, self.region, _utcnow())
             try:
                 conn = self._connection()

@@ -110,3 +110,26 @@ def test_reader_imports_nothing_beyond_the_standard_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.integration
+def test_without_env_credentials_the_profile_signs(
+    store_settings: StoreSettings, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN no credentials in the environment, a profile in a credentials file, no IMDS
+    Store.from_settings(store_settings).put_bytes("k.json", b"{}")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    profile = tmp_path / "credentials"
+    profile.write_text("[default]\naws_access_key_id = AKIAPROFILE\naws_secret_access_key = s\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(profile))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    reader = S3Reader(store_settings.bucket, store_settings.endpoint_url)
+    # THEN the reader signs with the profile (botocore's chain) and reads
+    assert reader._chain().access_key == "AKIAPROFILE"
+    assert reader.get_bytes("k.json") == b"{}"
+    # AND with no credentials anywhere, the error says so
+    profile.write_text("")
+    with pytest.raises(StoreError, match="no AWS credentials"):
+        S3Reader(store_settings.bucket, store_settings.endpoint_url).get_bytes("k.json")
