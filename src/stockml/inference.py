@@ -403,7 +403,8 @@ class WindowFeatureSource:
         folder = f"{windows_prefix(self.features_prefix)}symbol={encode_symbol(symbol)}/"
         found = latest_keys(self.features_prefix, self.reader.list_keys(folder)).get(symbol)
         if found is None:
-            raise UnknownSymbolError(f"no features stored for {symbol}")
+            # the feature pipeline writes it (`stockml features`, the features Lambda)
+            raise UnknownSymbolError(f"no features stored for {symbol}: no window under {folder}")
         window = FeatureWindow.from_bytes(self.reader.get_bytes(found[1]))
         if window.symbol != symbol:
             raise FeatureError(f"{found[1]} holds the features of {window.symbol}, not {symbol}")

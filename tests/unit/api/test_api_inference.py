@@ -221,3 +221,21 @@ def test_serving_path_imports_no_training_library() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     # THEN none of the training libraries was imported
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.integration
+def test_missing_or_corrupt_windows_fail_clearly(
+    store_settings: StoreSettings, predictor: Predictor, serving_bundle: BuiltBundle
+) -> None:
+    # GIVEN a store without any feature window
+    service = PredictionService(predictor, WindowFeatureSource(reader(store_settings)))
+    # THEN a known symbol is unknown to serving, and the error says where it looked
+    with pytest.raises(UnknownSymbolError, match="no window under features/_latest/symbol=MSFT/"):
+        service.forecast("MSFT", 1)
+    # WHEN MSFT's window is written truncated (a corrupt object)
+    good = FeatureWindow.from_frame(msft(serving_bundle), FEATURES).to_bytes()
+    key = "features/_latest/symbol=MSFT/20171110.npz"
+    Store.from_settings(store_settings).put_bytes(key, good[: len(good) // 2])
+    # THEN the forecast fails with a FeatureError, not a traceback of numpy's
+    with pytest.raises(FeatureError, match="feature window is unreadable"):
+        service.forecast("MSFT", 1)
