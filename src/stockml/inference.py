@@ -400,19 +400,33 @@ class WindowFeatureSource:
         if cached is not None:
             return cached
         now = self._clock()
-        folder = f"{windows_prefix(self.features_prefix)}symbol={encode_symbol(symbol)}/"
-        found = latest_keys(self.features_prefix, self.reader.list_keys(folder)).get(symbol)
-        if found is None:
-            # the feature pipeline writes it (`stockml features`, the features Lambda)
-            raise UnknownSymbolError(f"no features stored for {symbol}: no window under {folder}")
-        window = FeatureWindow.from_bytes(self.reader.get_bytes(found[1]))
+        key, data = self._read(symbol)
+        window = FeatureWindow.from_bytes(data)
         if window.symbol != symbol:
-            raise FeatureError(f"{found[1]} holds the features of {window.symbol}, not {symbol}")
+            raise FeatureError(f"{key} holds the features of {window.symbol}, not {symbol}")
         if not len(window):
-            raise FeatureError(f"{found[1]} holds no rows")
+            raise FeatureError(f"{key} holds no rows")
         with self._lock:
             self._windows[symbol] = (now, window, window.last_date)
         return window.tail(rows)
+
+    def _read(self, symbol: str) -> tuple[str, bytes]:
+        """The key and bytes of the symbol's newest window (one LIST, one GET)."""
+        folder = f"{windows_prefix(self.features_prefix)}symbol={encode_symbol(symbol)}/"
+        # twice: the pipeline may replace the window between the LIST and the GET
+        for attempt in (1, 2):
+            found = latest_keys(self.features_prefix, self.reader.list_keys(folder)).get(symbol)
+            if found is None:
+                # the feature pipeline writes it (`stockml features`, the features Lambda)
+                raise UnknownSymbolError(
+                    f"no features stored for {symbol}: no window under {folder}"
+                )
+            try:
+                return found[1], self.reader.get_bytes(found[1])
+            except StoreError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def cached(self, symbol: str, rows: int) -> FeatureWindow | None:
         """The latest ``rows`` rows if held in memory and younger than ``ttl_s``; no I/O."""

@@ -239,3 +239,20 @@ def test_missing_or_corrupt_windows_fail_clearly(
     # THEN the forecast fails with a FeatureError, not a traceback of numpy's
     with pytest.raises(FeatureError, match="feature window is unreadable"):
         service.forecast("MSFT", 1)
+
+
+@pytest.mark.integration
+def test_a_window_replaced_between_list_and_get_is_read_again(
+    serving_store: StoreSettings, predictor: Predictor
+) -> None:
+    # GIVEN a LIST that still names a window the pipeline has just replaced (and deleted)
+    bucket = reader(serving_store)
+    real_list = bucket.list_keys
+    stale = ["features/_latest/symbol=MSFT/20000103.npz"]
+    answers = iter([stale])
+    bucket.list_keys = lambda prefix: next(answers, None) or real_list(prefix)  # type: ignore[method-assign]
+    source = WindowFeatureSource(bucket)
+    # WHEN serving reads MSFT's window
+    window = source.latest("MSFT", predictor.rows_needed)
+    # THEN the failed GET of the old key is followed by a new LIST, and the new window is read
+    assert window.symbol == "MSFT" and window.last_date.year == 2017
