@@ -111,6 +111,26 @@ def test_a_bad_market_series_fails_the_symbols_it_feeds_naming_it(
     assert report.failed["MSFT"].startswith("market series ^GSPC: stored bars hold 1 bar(s)")
 
 
+def test_the_cli_exits_1_after_writing_the_good_symbols(
+    monkeypatch: pytest.MonkeyPatch, store_with_bad_symbols: Store, moto_server: LocalServer
+) -> None:
+    from typer.testing import CliRunner
+
+    from stockml.cli import app
+
+    # GIVEN the environment naming the store with AAPL and IBM corrupt
+    monkeypatch.setenv("STOCKML_STORE__BUCKET", store_with_bad_symbols.bucket)
+    monkeypatch.setenv("STOCKML_STORE__ENDPOINT_URL", moto_server.url)
+    # WHEN ``stockml features`` runs over every symbol
+    result = CliRunner().invoke(app, ["features"])
+    # THEN it exits 1, names each failed symbol and its reason, and wrote the others
+    assert result.exit_code == 1, result.output
+    assert "AAPL failed: stored bars hold 1 bar(s) with infinite prices" in result.output
+    assert "IBM failed: stored bars hold 1 bar(s) with non-positive prices" in result.output
+    written = store_with_bad_symbols.last_dates(store_with_bad_symbols.features_prefix)
+    assert set(written) == {"MSFT", "^GSPC", "^IXIC"}
+
+
 def test_the_scheduled_lambda_fails_loudly_after_writing_the_good_symbols(
     monkeypatch: pytest.MonkeyPatch, store_with_bad_symbols: Store, moto_server: LocalServer
 ) -> None:
