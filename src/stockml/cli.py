@@ -87,10 +87,10 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
     cause = _botocore_cause(exc)
     if cause is not None:
         name = type(cause).__name__
-        if name in ("NoCredentialsError", "PartialCredentialsError"):
+        if name in ("NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"):
             return (
-                "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                "(or AWS_PROFILE), or run 'stockml local up' to use a local S3",
+                f"no AWS credentials found ({_one_line(str(cause))}): set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or run 'stockml local up' for a local S3",
                 USER_ERROR,
             )
         if name in ("EndpointConnectionError", "ConnectTimeoutError"):
@@ -298,16 +298,17 @@ def local_up(port: int = typer.Option(DEFAULT_LOCAL_PORT, help="Port on 127.0.0.
 
     Needs no AWS credentials: the local S3 gets test credentials. Refuses a port in use.
     """
-    from stockml.local import LOCAL_CREDENTIALS, is_moto_server, start_moto_server
+    from stockml.local import LOCAL_CREDENTIALS, is_moto_server, start_moto_server, stop_process
 
     state = _local_state()
     if state is not None:
-        if is_moto_server(int(state["pid"]), str(state["endpoint_url"])) and _answers(
-            state["endpoint_url"]
-        ):
-            console.print(f"already up: {state['endpoint_url']} (pid {state['pid']})")
-            return
-        LOCAL_STATE.unlink()  # its server is gone
+        pid, url = int(str(state["pid"])), str(state["endpoint_url"])
+        if is_moto_server(pid, url):
+            if _answers(url):
+                console.print(f"already up: {url} (pid {pid})")
+                return
+            stop_process(pid)  # ours, but it no longer answers: replace it
+        LOCAL_STATE.unlink()
     settings = Settings()
     server = start_moto_server(port, detach=True)
     try:
@@ -349,7 +350,7 @@ def local_down() -> None:
     if state is None:
         console.print("not up")
         return
-    pid, url = int(state["pid"]), str(state["endpoint_url"])
+    pid, url = int(str(state["pid"])), str(state["endpoint_url"])
     if is_moto_server(pid, url):
         stop_process(pid)
         console.print(f"stopped {url}")
@@ -361,8 +362,14 @@ def local_down() -> None:
 @local_app.command("status")
 def local_status() -> None:
     """Whether the local S3 of .stockml/local.json answers."""
+    from stockml.local import is_moto_server
+
     state = _local_state()
-    up = state is not None and _answers(state["endpoint_url"])
+    up = (
+        state is not None
+        and is_moto_server(int(str(state["pid"])), str(state["endpoint_url"]))
+        and _answers(state["endpoint_url"])
+    )
     _print_json({"up": up, **(state or {})})
     if not up:
         raise typer.Exit(code=1)
