@@ -234,58 +234,67 @@ def validate_bars(df: pd.DataFrame) -> ValidationResult:
         ``;``) and ``unparsed``; ``flagged`` keys with a ``note``.
     """
     bars = coerce_bars(df)
+    n = len(bars)
     texts = _texts(bars)
-    reasons = pd.Series([""] * len(bars), index=bars.index, dtype=object)
+    # (rows, reason) in the order reasons are listed; reason is one text, or one per row
+    checks: list[tuple[np.ndarray, str | dict[int, str]]] = []
 
     def flag(mask: pd.Series | np.ndarray, reason: str) -> None:
-        mask = pd.Series(mask, index=bars.index).fillna(False).astype(bool)
-        reasons[mask] = reasons[mask] + (reason + ";")
+        checks.append((np.asarray(mask, dtype=bool), reason))
 
     def flag_text(column: str, what: str) -> np.ndarray:
-        has = np.zeros(len(bars), dtype=bool)
-        for i, cells in texts.items():
-            if column in cells:
-                has[i] = True
-                reasons.iloc[i] += f"{what} {column} {_echo(cells[column])};"
+        found = {i: f"{what} {column} {_echo(c[column])}" for i, c in texts.items() if column in c}
+        has = np.zeros(n, dtype=bool)
+        has[list(found)] = True
+        checks.append((has, found))
         return has
 
     symbol = bars["symbol"]
-    no_symbol = symbol.isna() | (symbol.astype(str).str.len() == 0)
+    no_symbol = (symbol.isna() | (symbol.astype(str).str.len() == 0)).to_numpy()
     flag(no_symbol, "missing symbol")
     # checked once per distinct symbol: a backfill validates millions of rows of a few
     invalid = [s for s in symbol[~no_symbol].unique() if not is_symbol(s)]
-    flag(~no_symbol & symbol.isin(invalid), "invalid symbol")
+    flag(~no_symbol & symbol.isin(invalid).to_numpy(), "invalid symbol")
     date_text = flag_text("date", "unparseable")
-    flag(bars["date"].isna() & ~date_text, "missing date")
-    prices = bars[PRICE_COLUMNS]
-    price_text = np.zeros(len(bars), dtype=bool)
+    day = bars["date"].to_numpy()
+    flag(np.isnat(day) & ~date_text, "missing date")
+    prices = bars[PRICE_COLUMNS].to_numpy()
+    price_text = np.zeros(n, dtype=bool)
     for col in PRICE_COLUMNS:
         price_text |= flag_text(col, "non-numeric")
-    flag(prices.isna().any(axis=1) & ~price_text, "NaN price")
+    flag(np.isnan(prices).any(axis=1) & ~price_text, "NaN price")
     flag(np.isinf(prices).any(axis=1), "infinite price")
     flag((prices <= 0).any(axis=1), "non-positive price")
-    lo_oc = np.minimum(bars["open"], bars["close"])
-    hi_oc = np.maximum(bars["open"], bars["close"])
-    flag(bars["low"] > lo_oc * (1 + _OHLC_RTOL), "low above min(open, close)")
-    flag(bars["high"] < hi_oc * (1 - _OHLC_RTOL), "high below max(open, close)")
-    flag(bars["low"] > bars["high"] * (1 + _OHLC_RTOL), "low above high")
+    open_, high, low, close = (bars[c].to_numpy() for c in ("open", "high", "low", "close"))
+    flag(low > np.minimum(open_, close) * (1 + _OHLC_RTOL), "low above min(open, close)")
+    flag(high < np.maximum(open_, close) * (1 - _OHLC_RTOL), "high below max(open, close)")
+    flag(low > high * (1 + _OHLC_RTOL), "low above high")
+    volume = bars["volume"].to_numpy()
     flag_text("volume", "non-numeric")
-    flag(np.isinf(bars["volume"]), "infinite volume")
-    flag(bars["volume"] < 0, "negative volume")
-    flag(bars["date"].dt.day_of_week >= 5, "weekend date")
+    flag(np.isinf(volume), "infinite volume")
+    flag(volume < 0, "negative volume")
+    flag((bars["date"].dt.day_of_week >= 5).to_numpy(), "weekend date")
     index = symbol.astype(str).str.startswith("^").to_numpy()
     holiday = off_session(bars)
     flag(holiday & ~index, "not an NYSE session (holiday)")
-    dated = bars["date"].notna()
-    flag(dated & bars.duplicated(subset=KEY, keep="first"), "duplicate (symbol, date)")
+    duplicate = bars.duplicated(subset=KEY, keep="first").to_numpy()
+    flag(~np.isnat(day) & duplicate, "duplicate (symbol, date)")
 
-    bad = reasons != ""
+    bad = np.zeros(n, dtype=bool)
+    for rows, _ in checks:
+        bad |= rows
     valid = bars.loc[~bad, BAR_COLUMNS].sort_values(KEY, kind="stable").reset_index(drop=True)
-    rejected = bars[bad].copy()
-    rejected["reason"] = reasons[bad].str.rstrip(";")
+    rejected = bars[bad].reset_index(drop=True)
+    rejected["reason"] = pd.Series(
+        [
+            ";".join(r if isinstance(r, str) else r[i] for rows, r in checks if rows[i])
+            for i in np.flatnonzero(bad)
+        ],
+        dtype=object,
+    )
     if UNPARSED not in rejected.columns:
-        rejected[UNPARSED] = pd.Series([None] * len(rejected), index=rejected.index, dtype=object)
-    kept = holiday & index & ~bad.to_numpy()
+        rejected[UNPARSED] = pd.Series([None] * len(rejected), dtype=object)
+    kept = holiday & index & ~bad
     flagged = bars.loc[kept, KEY].reset_index(drop=True)
     flagged["note"] = "index bar on an NYSE holiday (kept)"
     if len(flagged):
@@ -294,7 +303,7 @@ def validate_bars(df: pd.DataFrame) -> ValidationResult:
             len(flagged),
             flagged.groupby("symbol").size().to_dict(),
         )
-    return ValidationResult(valid=valid, rejected=rejected.reset_index(drop=True), flagged=flagged)
+    return ValidationResult(valid=valid, rejected=rejected, flagged=flagged)
 
 
 def _texts(bars: pd.DataFrame) -> dict[int, dict[str, str]]:
