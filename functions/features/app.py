@@ -24,9 +24,10 @@ logger = Logger()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = Settings()
     symbols = None if event.get("detail-type") == "Scheduled Event" else event.get("symbols")
-    # errors propagate: Lambda marks the invocation failed, so retries and alarms fire
     report = update_features(
         Store.from_settings(settings.store), symbols, FeatureConfig.from_yaml()
     )
     logger.info("features updated", extra={"report": report.to_dict()})
+    # the other symbols are written; a failed one fails the invocation: retries, alarms
+    report.raise_for_errors()
     return report.to_dict()

@@ -2,29 +2,164 @@
 
 Settings are built once here and passed down; each command is thin and calls one function of
 the package.
+
+Errors: a mistake (a bad option or argument, an invalid symbol or date, an unknown provider,
+a missing ``--path``, no AWS credentials, an unreachable S3, an unusable configuration) is
+ONE line on stderr, ``error: ...``, and exit code 2. Any other failure is one line too, exit
+code 1; a command whose run finished with failed symbols exits 1 after its table. With
+``--verbose`` the traceback is shown instead.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
+from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
+from stockml.errors import ConfigError, StockmlError, UnknownSymbolError, ValidationError
 from stockml.settings import Settings
 
+try:  # typer >= 0.23 carries its own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer runs on click itself
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
+USER_ERROR = 2
+# typer's own Exit/Abort (older typer: click's, kept in click's exceptions module)
+_EXITS = (typer.Exit, getattr(click_errors, "Exit", typer.Exit))
+_ABORTS = (typer.Abort, getattr(click_errors, "Abort", typer.Abort))
+
+
+class _OneLineErrors(TyperGroup):
+    """The root command: every error is one ``error: ...`` line (a traceback with --verbose)."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click_errors.ClickException as exc:  # usage errors: bad option, bad value, ...
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            typer.echo(f"error: {exc.format_message()}{where}", err=True)
+            sys.exit(exc.exit_code)
+        except _ABORTS:
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        # without standalone mode click returns the code of a typer.Exit (else the result)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (*_EXITS, *_ABORTS, click_errors.ClickException):
+            raise
+        except Exception as exc:
+            if ctx.params.get("verbose"):
+                raise
+            message, code = describe_error(exc)
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(code) from None
+
+
+def describe_error(exc: BaseException) -> tuple[str, int]:
+    """One line saying what went wrong, and the exit code (2: the user can fix it, else 1)."""
+    cause = _botocore_cause(exc)
+    if cause is not None:
+        name = type(cause).__name__
+        if name in ("NoCredentialsError", "PartialCredentialsError", "ProfileNotFound"):
+            return (
+                f"no AWS credentials found ({_one_line(str(cause))}): set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or run 'stockml local up' for a local S3",
+                USER_ERROR,
+            )
+        if name in ("EndpointConnectionError", "ConnectTimeoutError"):
+            from urllib.parse import urlsplit
+
+            url = urlsplit(str(getattr(cause, "kwargs", {}).get("endpoint_url", "")))
+            where = f" at {url.scheme}://{url.netloc}" if url.netloc else ""
+            return (
+                f"cannot reach S3{where} (is it up? 'stockml local up' starts a local one)",
+                USER_ERROR,
+            )
+        code = getattr(cause, "response", {}).get("Error", {}).get("Code", "")
+        if code in _USER_S3_CODES:
+            return f"S3 refused the request ({code}): {_one_line(str(cause))}", USER_ERROR
+    if isinstance(exc, (ConfigError, ValidationError, UnknownSymbolError)):
+        return _one_line(str(exc)), USER_ERROR
+    if type(exc).__name__ == "ValidationError" and hasattr(exc, "errors"):
+        # pydantic: a setting from the environment or configs/ has the wrong type
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors()  # type: ignore[attr-defined]
+        )
+        return f"invalid configuration: {problems}", USER_ERROR
+    if isinstance(exc, StockmlError):
+        return _one_line(str(exc)), 1
+    return f"{type(exc).__name__}: {_one_line(str(exc))} (--verbose shows the traceback)", 1
+
+
+_USER_S3_CODES = {
+    "NoSuchBucket",
+    "InvalidBucketName",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+}
+
+
+def _botocore_cause(exc: BaseException) -> BaseException | None:
+    """The botocore error in ``exc``'s chain, if any (found by module, without importing it)."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        if type(seen).__module__.startswith("botocore"):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
 app = typer.Typer(
-    help="stockml: serverless MLOps for daily stock price prediction.", no_args_is_help=True
+    cls=_OneLineErrors,
+    help="stockml: serverless MLOps for daily stock price prediction.",
+    no_args_is_help=True,
 )
 console = Console()
 
 
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+def main(
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Debug logging, and tracebacks for errors."
+    ),
+) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -58,23 +193,30 @@ def ingest(
     from rich.progress import Progress
 
     from stockml.ingest import ingest_symbols
+    from stockml.providers import build_providers
 
+    first = _date_option(start, "--start")
     settings = _settings()
     if path:
         settings.ingest.csv_path = path
         settings.ingest.providers = [provider or "csv"]
     elif provider:
         settings.ingest.providers = [provider]
-    wanted = (
-        [s.strip() for s in symbols.split(",") if s.strip()] if symbols else settings.ingest.symbols
-    )
-    with Progress(console=console, transient=True) as bar:
+    wanted = _symbol_list(symbols) or settings.ingest.symbols
+    source = build_providers(settings)  # a configuration error stops here, before any work
+    # no bar when the output is not a terminal: it would leave a blank line behind
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("ingesting", total=len(wanted))
         report = ingest_symbols(
-            settings, symbols=wanted, start=start, progress=lambda _: bar.advance(task)
+            settings,
+            symbols=wanted,
+            start=first,
+            provider=source,
+            progress=lambda _: bar.advance(task),
         )
     table = Table(title=f"ingested up to {report.end.date()}")
-    for column in ("symbol", "fetched", "written", "quarantined", "skipped", "readjusted", "ok"):
+    columns = ("symbol", "fetched", "written", "quarantined", "flagged", "skipped", "readjusted")
+    for column in (*columns, "ok"):
         table.add_column(column)
     for row in report.symbols:
         table.add_row(
@@ -82,6 +224,7 @@ def ingest(
             str(row.fetched),
             str(row.written),
             str(row.quarantined),
+            str(row.flagged),
             str(row.skipped),
             str(row.readjusted),
             "no" if row.error else "yes",
@@ -131,8 +274,9 @@ def store_show(
 ) -> None:
     """The latest stored bars of one symbol."""
     from stockml.storage import Store
+    from stockml.symbols import check_symbol
 
-    bars = Store.from_settings(_settings().store).read_bars([symbol])
+    bars = Store.from_settings(_settings().store).read_bars([check_symbol(symbol)])
     if bars.empty:
         console.print(f"[red]no stored bars for {symbol}[/red]")
         raise typer.Exit(code=1)
@@ -150,26 +294,42 @@ app.add_typer(local_app, name="local")
 
 @local_app.command("up")
 def local_up(port: int = typer.Option(DEFAULT_LOCAL_PORT, help="Port on 127.0.0.1.")) -> None:
-    """Start a detached moto_server, create the bucket, remember the endpoint in .stockml/local.json."""
-    import boto3
+    """Start a detached moto_server, create the bucket, remember the endpoint in .stockml/local.json.
 
-    from stockml.local import start_moto_server
+    Needs no AWS credentials: the local S3 gets test credentials. Refuses a port in use.
+    """
+    from stockml.local import LOCAL_CREDENTIALS, is_moto_server, start_moto_server, stop_process
 
     state = _local_state()
-    if state and _answers(state["endpoint_url"]):
-        console.print(f"already up: {state['endpoint_url']} (pid {state['pid']})")
-        return
-    server = start_moto_server(port, detach=True)
+    if state is not None:
+        pid, url = int(str(state["pid"])), str(state["endpoint_url"])
+        if is_moto_server(pid, url):
+            if _answers(url):
+                console.print(f"already up: {url} (pid {pid})")
+                return
+            stop_process(pid)  # ours, but it no longer answers: replace it
+        LOCAL_STATE.unlink()
     settings = Settings()
-    boto3.client("s3", endpoint_url=server.url, region_name=settings.store.region).create_bucket(
-        Bucket=settings.store.bucket
-    )
-    LOCAL_STATE.parent.mkdir(exist_ok=True)
-    LOCAL_STATE.write_text(
-        json.dumps(
-            {"endpoint_url": server.url, "pid": server.process.pid, "bucket": settings.store.bucket}
+    server = start_moto_server(port, detach=True)
+    try:
+        import boto3
+
+        boto3.client(
+            "s3", endpoint_url=server.url, region_name=settings.store.region, **LOCAL_CREDENTIALS
+        ).create_bucket(Bucket=settings.store.bucket)
+        LOCAL_STATE.parent.mkdir(exist_ok=True)
+        LOCAL_STATE.write_text(
+            json.dumps(
+                {
+                    "endpoint_url": server.url,
+                    "pid": server.process.pid,
+                    "bucket": settings.store.bucket,
+                }
+            )
         )
-    )
+    except BaseException:
+        server.stop()  # a failed ``up`` leaves no server behind
+        raise
     console.print(
         f"local S3 up at {server.url} (pid {server.process.pid}), bucket {settings.store.bucket}"
     )
@@ -180,26 +340,36 @@ def local_up(port: int = typer.Option(DEFAULT_LOCAL_PORT, help="Port on 127.0.0.
 
 @local_app.command("down")
 def local_down() -> None:
-    """Stop the moto_server started by ``local up`` (its data is in memory and goes with it)."""
-    import contextlib
-    import os
-    import signal
+    """Stop the moto_server started by ``local up`` (its data is in memory and goes with it).
+
+    Only that server: a process that now has its pid but is not it is left alone.
+    """
+    from stockml.local import is_moto_server, stop_process
 
     state = _local_state()
     if state is None:
         console.print("not up")
         return
-    with contextlib.suppress(ProcessLookupError):  # already gone: only the state file is left
-        os.kill(int(state["pid"]), signal.SIGTERM)
+    pid, url = int(str(state["pid"])), str(state["endpoint_url"])
+    if is_moto_server(pid, url):
+        stop_process(pid)
+        console.print(f"stopped {url}")
+    else:
+        console.print(f"the server of {url} (pid {pid}) had already stopped; nothing to stop")
     LOCAL_STATE.unlink()
-    console.print(f"stopped {state['endpoint_url']}")
 
 
 @local_app.command("status")
 def local_status() -> None:
     """Whether the local S3 of .stockml/local.json answers."""
+    from stockml.local import is_moto_server
+
     state = _local_state()
-    up = state is not None and _answers(state["endpoint_url"])
+    up = (
+        state is not None
+        and is_moto_server(int(str(state["pid"])), str(state["endpoint_url"]))
+        and _answers(state["endpoint_url"])
+    )
     _print_json({"up": up, **(state or {})})
     if not up:
         raise typer.Exit(code=1)
@@ -208,7 +378,13 @@ def local_status() -> None:
 def _local_state() -> dict[str, object] | None:
     if not LOCAL_STATE.is_file():
         return None
-    return dict(json.loads(LOCAL_STATE.read_text()))
+    try:
+        state = json.loads(LOCAL_STATE.read_text())
+        if not {"endpoint_url", "pid"} <= set(state):
+            raise ValueError("endpoint_url or pid is missing")
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{LOCAL_STATE} is unreadable ({exc}); delete it") from exc
+    return dict(state)
 
 
 def _answers(url: object) -> bool:
@@ -235,8 +411,8 @@ def features(
     from stockml.features.pipeline import update_features
     from stockml.storage import Store
 
+    wanted = _symbol_list(symbols)
     settings = _settings()
-    wanted = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
     report = update_features(Store.from_settings(settings.store), wanted, FeatureConfig.from_yaml())
     table = Table(title="features written")
     table.add_column("symbol")
@@ -245,14 +421,44 @@ def features(
         table.add_row(symbol, str(rows))
     for symbol, why in sorted(report.skipped.items()):
         table.add_row(symbol, f"skipped: {why}")
+    for symbol in sorted(report.failed):
+        table.add_row(symbol, "failed")
     console.print(table)
+    for symbol, why in sorted(report.failed.items()):
+        console.print(f"{symbol} failed: {why}", soft_wrap=True, markup=False)
+    if report.failed:
+        raise typer.Exit(code=1)
 
 
 # === training and evaluation (issue [3/6]) ===
 
 
 def _symbol_list(symbols: str | None) -> list[str] | None:
-    return [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
+    """``--symbols`` as a list (None when not given).
+
+    Raises:
+        ValidationError: a symbol does not match the one symbol pattern.
+    """
+    from stockml.symbols import check_symbol
+
+    if not symbols:
+        return None
+    return [check_symbol(s.strip()) for s in symbols.split(",") if s.strip()] or None
+
+
+def _date_option(value: str | None, option: str) -> date | None:
+    """A ``YYYY-MM-DD`` option as a date (None when not given).
+
+    Raises:
+        ValidationError: the value is not such a date.
+    """
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        shown = value if len(value) <= 24 else value[:24] + "..."
+        raise ValidationError(f"{option} {shown!r} is not a date (YYYY-MM-DD)") from None
 
 
 @app.command("train")
@@ -402,7 +608,9 @@ def demo(
 
     from stockml.demo import run_demo
     from stockml.local import start_moto_server
+    from stockml.symbols import check_symbol
 
+    check_symbol(symbol)
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(key, "local")  # moto accepts any credentials
     settings = Settings()
@@ -423,14 +631,21 @@ def _print_json(obj: object) -> None:
 
 
 def _settings() -> Settings:
-    """Settings for one command; the local S3 of ``stockml local up`` when no endpoint is set."""
+    """Settings for one command; the local S3 of ``stockml local up`` when no endpoint is set.
+
+    In that local mode, a machine without AWS credentials gets the local server's test ones.
+    """
     import os
+
+    from stockml.local import LOCAL_CREDENTIALS
 
     settings = Settings()
     state = _local_state()
     if state is not None and not os.environ.get("STOCKML_STORE__ENDPOINT_URL"):
         settings.store.endpoint_url = str(state["endpoint_url"])
         settings.store.bucket = str(state.get("bucket", settings.store.bucket))
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", LOCAL_CREDENTIALS["aws_access_key_id"])
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", LOCAL_CREDENTIALS["aws_secret_access_key"])
     return settings
 
 

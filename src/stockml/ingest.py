@@ -13,8 +13,13 @@ Per symbol, :func:`ingest`:
    the store writes nothing for that symbol (so a crash cannot leave a mixed basis), and
    its whole history is re-fetched and replaced (new files first, then the swap).
 
-One symbol's failure does not stop the others; :meth:`IngestReport.raise_for_errors` then
-raises so that scheduled runs fail loudly (Lambda retries, DLQ, alarms).
+One symbol's failure does not stop the others: an invalid symbol, a provider error, a
+provider that breaks in an unexpected way, a store write that fails for one symbol are
+recorded in that symbol's report and the others are written. Bad rows (an unparseable date
+or number, a NaN, infinite or non-positive price, an equity bar on an NYSE holiday, a
+duplicate date) never fail a symbol: they go to quarantine and the rest of its rows are
+stored. :meth:`IngestReport.raise_for_errors` then raises so that scheduled runs fail loudly
+(Lambda retries, DLQ, alarms).
 
 The fan-out: the schedule's "planner" call splits the universe into batches of
 ``ingest.batch_size`` symbols and sends one SQS message per batch; each message is then one
@@ -36,8 +41,10 @@ import pandas as pd
 from stockml.calendar import last_completed_session, sessions
 from stockml.errors import IngestError, StockmlError
 from stockml.providers.base import Provider
+from stockml.schemas import is_index, off_session
 from stockml.settings import Settings
-from stockml.storage import Store
+from stockml.storage import Store, UpsertReport
+from stockml.symbols import check_symbol
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +64,7 @@ class SymbolReport:
         fetched: rows the provider returned.
         written: rows new to the store or changed in it.
         quarantined: rows rejected by validation.
+        flagged: index bars dated on an NYSE holiday (kept; an equity's are quarantined).
         skipped: True when no session closed since the last stored date (no provider call).
         readjusted: True when a split/dividend made the full history be re-fetched.
         error: the failure, ``"ErrorType: message"``; None when the symbol succeeded.
@@ -66,6 +74,7 @@ class SymbolReport:
     fetched: int = 0
     written: int = 0
     quarantined: int = 0
+    flagged: int = 0
     skipped: bool = False
     readjusted: bool = False
     error: str | None = None
@@ -90,6 +99,7 @@ class IngestReport:
             "fetched": sum(s.fetched for s in self.symbols),
             "written": sum(s.written for s in self.symbols),
             "quarantined": sum(s.quarantined for s in self.symbols),
+            "flagged": sum(s.flagged for s in self.symbols),
             "skipped": sum(s.skipped for s in self.symbols),
             "readjusted": sum(s.readjusted for s in self.symbols),
             "failed": len(self.failed),
@@ -150,19 +160,26 @@ def ingest(
     if end is not None:
         target = min(target, pd.Timestamp(end).normalize())
     first = pd.Timestamp(start).normalize()
-    symbols = list(dict.fromkeys(symbols))
+    everyone = list(dict.fromkeys(symbols))
+    reports = {s: SymbolReport(symbol=s) for s in everyone}
+    for symbol in everyone:
+        try:
+            check_symbol(symbol)
+        except StockmlError as exc:  # never fetched, never written
+            _fail(reports[symbol], exc)
+            if progress is not None:
+                progress(symbol)
+    symbols = [s for s in everyone if reports[s].error is None]
     # one listing of the newest year folders serves the whole run: this run is the only
     # writer of these symbols
     parts = store.list_parts(symbols=symbols, latest=True)
     last = store.last_dates(parts=parts)
-    reports = {s: SymbolReport(symbol=s) for s in symbols}
 
     def fetch(symbol: str) -> pd.DataFrame | None:
         try:
             return _fetch_missing(provider, reports[symbol], first, target, last.get(symbol))
-        except StockmlError as exc:
-            logger.error("ingest %s: fetch failed: %s", symbol, exc)
-            reports[symbol].error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - one symbol's failure, whatever it is, stays its own
+            _fail(reports[symbol], exc)
             return None
         finally:
             if progress is not None:
@@ -179,24 +196,64 @@ def ingest(
             # the overlap day must match what is stored; if not, the symbol's basis changed
             overlap = {(s, last[s]) for s in frames if s in last}
             try:
-                upserted = store.upsert_bars(
-                    pd.concat(frames.values()), expect_unchanged=overlap, parts=parts
+                upserted = [
+                    store.upsert_bars(
+                        pd.concat(frames.values()), expect_unchanged=overlap, parts=parts
+                    )
+                ]
+            except Exception as exc:  # noqa: BLE001 - retried symbol by symbol below
+                logger.warning(
+                    "ingest: the write of %d symbol(s) failed (%s: %s); writing them one by one",
+                    len(frames),
+                    type(exc).__name__,
+                    exc,
                 )
-            except StockmlError as exc:
-                for s in frames:
-                    reports[s].error = f"{type(exc).__name__}: {exc}"
-                continue
+                upserted = _upsert_each(store, frames, overlap, reports)
             for s in frames:
-                reports[s].written = upserted.new_by_symbol.get(
-                    s, 0
-                ) + upserted.changed_by_symbol.get(s, 0)
-                reports[s].quarantined = upserted.quarantined_by_symbol.get(s, 0)
-            for s in sorted(upserted.mismatched):
+                if reports[s].error is None:
+                    reports[s].written = sum(
+                        u.new_by_symbol.get(s, 0) + u.changed_by_symbol.get(s, 0) for u in upserted
+                    )
+                    reports[s].quarantined = sum(
+                        u.quarantined_by_symbol.get(s, 0) for u in upserted
+                    )
+            for s in sorted(set().union(*(u.mismatched for u in upserted))):
                 _readjust(store, provider, reports[s], first, target, last[s])
 
-    result = IngestReport(end=target, symbols=[reports[s] for s in symbols])
+    result = IngestReport(end=target, symbols=[reports[s] for s in everyone])
     logger.info("ingest up to %s: %s", target.date(), result.totals())
     return result
+
+
+def _fail(report: SymbolReport, exc: Exception) -> None:
+    """Record ``exc`` as the symbol's failure (an unexpected error is logged with its traceback)."""
+    report.error = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, StockmlError):
+        logger.error("ingest %s failed: %s", report.symbol, report.error)
+    else:
+        logger.exception("ingest %s failed unexpectedly: %s", report.symbol, report.error)
+
+
+def _upsert_each(
+    store: Store,
+    frames: dict[str, pd.DataFrame],
+    overlap: set[tuple[str, pd.Timestamp]],
+    reports: dict[str, SymbolReport],
+) -> list[UpsertReport]:
+    """Upsert symbol by symbol after a joint write failed: only the failing symbols fail.
+
+    Each write lists the store afresh (no shared listing): the failed joint write may have
+    written some of its objects before it failed.
+    """
+    done = []
+    for symbol, bars in frames.items():
+        try:
+            done.append(
+                store.upsert_bars(bars, expect_unchanged={k for k in overlap if k[0] == symbol})
+            )
+        except Exception as exc:  # noqa: BLE001 - this symbol's failure stays its own
+            _fail(reports[symbol], exc)
+    return done
 
 
 def _fetch_missing(
@@ -219,6 +276,8 @@ def _fetch_missing(
     else:
         bars = provider.fetch_bars(report.symbol, last.date(), end.date())
     report.fetched = len(bars)
+    if is_index(report.symbol) and len(bars):
+        report.flagged = int(off_session(bars).sum())
     return bars
 
 

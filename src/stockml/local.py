@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -10,8 +13,15 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from stockml.errors import ConfigError
 
 logger = logging.getLogger(__name__)
+
+#: what a client of a local moto_server signs with (moto accepts any credentials; these keep
+#: a machine's real ones from being sent to it, and let a machine without any use it)
+LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
 
 def free_port() -> int:
@@ -57,12 +67,30 @@ class LocalServer:
                 self.process.kill()
 
 
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """True when a server already listens on ``host:port`` (a bind to it fails)."""
+    with socket.socket() as s:
+        # as servers bind: a port left in TIME_WAIT by a stopped server is free
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
 def start_moto_server(port: int | None = None, detach: bool = False) -> LocalServer:
     """Start ``moto_server`` (real HTTP S3 API) on 127.0.0.1 and wait until it answers.
 
     ``detach=True`` starts it in its own session so it outlives the calling process
-    (``stockml local up``).
+    (``stockml local up``). If it does not come up, it is stopped before the error is raised.
+
+    Raises:
+        ConfigError: ``port`` is already in use (another server would answer in its place).
+        RuntimeError / TimeoutError: the server exited or did not answer.
     """
+    if port and port_in_use(port):
+        raise ConfigError(f"port {port} on 127.0.0.1 is already in use; choose another with --port")
     port = port or free_port()
     process = subprocess.Popen(  # noqa: S603 - fixed argv
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -70,10 +98,70 @@ def start_moto_server(port: int | None = None, detach: bool = False) -> LocalSer
         stderr=subprocess.DEVNULL,
         start_new_session=detach,
     )
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/moto-api/", process=process)
-    logger.info("moto_server listening on %s", url)
-    return LocalServer(url=url, process=process)
+    server = LocalServer(url=f"http://127.0.0.1:{port}", process=process)
+    try:
+        wait_http(server.url + "/moto-api/", process=process)
+        if process.poll() is not None:  # what answered is not this process
+            raise RuntimeError(f"moto_server exited with code {process.returncode}")
+    except BaseException:
+        server.stop()
+        raise
+    logger.info("moto_server listening on %s", server.url)
+    return server
+
+
+def is_moto_server(pid: int, url: str) -> bool:
+    """True when process ``pid`` is a running moto_server serving the port of ``url``.
+
+    Checked from the process's command line (``/proc`` on Linux, ``ps`` elsewhere), so a pid
+    that the system has since given to another process is not taken for the server.
+    """
+    argv = process_argv(pid)
+    if argv is None or "moto.server" not in argv:
+        return False
+    port = str(urlsplit(url).port)
+    return any(a == "-p" and b == port for a, b in zip(argv, argv[1:], strict=False))
+
+
+def process_argv(pid: int) -> list[str] | None:
+    """The command line of process ``pid`` (None when there is no such process)."""
+    proc = Path(f"/proc/{pid}/cmdline")
+    if Path("/proc/self").exists():
+        try:
+            raw = proc.read_bytes()
+        except OSError:
+            return None
+        return [a.decode(errors="replace") for a in raw.split(b"\0") if a] or None
+    found = subprocess.run(  # noqa: S603 - fixed argv
+        ["ps", "-p", str(pid), "-o", "command="],  # noqa: S607 - ps from PATH
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return found.stdout.split() or None
+
+
+def stop_process(pid: int, timeout_s: float = 10.0) -> None:
+    """SIGTERM process ``pid`` and wait until it is gone (SIGKILL after ``timeout_s``)."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    # our own child (the tests run ``local up`` in-process): reap it, a zombie is not alive
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    return process_argv(pid) is not None
 
 
 def start_mlflow_server(

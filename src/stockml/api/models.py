@@ -12,7 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-SYMBOL_PATTERN = r"^[A-Z0-9.^=-]{1,12}$"
+# the one symbol pattern of the CLI, the providers, the store and the API
+from stockml.symbols import SYMBOL_PATTERN as SYMBOL_PATTERN
+
 # the static bound of the schema; the bundle's horizon H (<= this) is checked per request
 MAX_DAYS = 30
 MAX_HISTORY = 1000

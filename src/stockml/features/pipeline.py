@@ -9,6 +9,13 @@ from their whole history.
 
 Then each symbol whose table changed (or whose window is missing or older than its table) gets
 its latest feature window rewritten (:mod:`stockml.window`): the prediction API's only read.
+
+Failures stay per symbol: a symbol whose stored bars cannot give features (duplicate dates,
+NaN, infinite or non-positive prices: bars stored before ingestion quarantined such rows)
+is reported in ``failed`` with the reason, and the other symbols are written. A market series
+(``config.market.symbols``) with such bars fails every symbol it would feed, naming the
+series. :meth:`FeatureUpdateReport.raise_for_errors` then raises so that scheduled runs fail
+loudly.
 """
 
 from __future__ import annotations
@@ -18,9 +25,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from stockml.calendar import sessions
+from stockml.errors import FeatureError
 from stockml.features.build import build_features, feature_columns
 from stockml.features.config import FeatureConfig
 from stockml.storage import Store
@@ -29,17 +38,67 @@ from stockml.window import FeatureWindow, latest_keys, window_key, windows_prefi
 logger = logging.getLogger(__name__)
 
 
+_PRICES = ["open", "high", "low", "close", "adj_close"]
+
+
 @dataclass
 class FeatureUpdateReport:
-    """What one update did: rows written per symbol, symbols skipped and why."""
+    """What one update did: rows written per symbol, symbols skipped and failed, and why.
+
+    ``skipped`` is not an error (no raw bars yet, too short for the warm-up); ``failed`` is.
+    """
 
     rows: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
     partitions_written: int = 0
     windows_written: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"rows_written": sum(self.rows.values())}
+
+    def raise_for_errors(self) -> None:
+        """Raise when any symbol failed (after the others were written).
+
+        Raises:
+            FeatureError: listing every failed symbol and its reason.
+        """
+        if self.failed:
+            detail = "; ".join(f"{s}: {why}" for s, why in sorted(self.failed.items()))
+            raise FeatureError(f"{len(self.failed)} symbol(s) failed: {detail}")
+
+
+def bar_problems(
+    bars: pd.DataFrame, prices: Sequence[str] = _PRICES, missing_ok: bool = False
+) -> dict[str, str]:
+    """Per symbol, why its bars cannot give features (symbols without a problem are absent).
+
+    Checks the ``prices`` columns for NaN, infinite and non-positive values, and the
+    ``(symbol, date)`` keys for duplicates and missing dates. ``missing_ok``: a NaN or
+    non-positive price is a missing day, not a problem (a market series: the join carries
+    its last good close).
+    """
+    if bars.empty:
+        return {}
+    values = bars[list(prices)].to_numpy(dtype="float64")
+    checks = {
+        "missing dates": bars["date"].isna().to_numpy(),
+        "infinite prices": np.isinf(values).any(axis=1),
+        "duplicate dates": bars.duplicated(["symbol", "date"], keep="first").to_numpy(),
+    }
+    if not missing_ok:
+        checks["NaN prices"] = np.isnan(values).any(axis=1)
+        checks["non-positive prices"] = (values <= 0).any(axis=1)
+    symbols = bars["symbol"].astype(str).to_numpy()
+    found: dict[str, list[str]] = {}
+    for what, mask in checks.items():
+        if mask.any():
+            for symbol, rows in pd.Series(bars["date"].to_numpy()[mask]).groupby(symbols[mask]):
+                days = ", ".join(f"{d:%Y-%m-%d}" for d in rows.dropna().head(3))
+                found.setdefault(str(symbol), []).append(
+                    f"{len(rows)} bar(s) with {what}" + (f" (e.g. {days})" if days else "")
+                )
+    return {s: "stored bars hold " + "; ".join(whats) for s, whats in found.items()}
 
 
 def _session_before(day: pd.Timestamp, n: int) -> pd.Timestamp:
@@ -63,10 +122,9 @@ def update_features(
         market_symbols: the market context series (default: ``config.market.symbols``).
 
     Returns:
-        FeatureUpdateReport: rows written per symbol; symbols skipped (no bars, too short).
-
-    Raises:
-        FeatureError: the bars of a symbol cannot give features (NaN, duplicates, ...).
+        FeatureUpdateReport: rows written per symbol; symbols skipped (no bars, too short)
+        and failed (bars that cannot give features), with the reason. It never raises for
+        one symbol's failure; call ``raise_for_errors()`` to fail loudly.
     """
     config = config or FeatureConfig()
     market_symbols = list(config.market.symbols if market_symbols is None else market_symbols)
@@ -106,11 +164,24 @@ def update_features(
     # the index series need their own warm-up (20 sessions) before the first row
     market_start = None if start is None else _session_before(start, 40)
     market = store.read_bars(market_symbols, start=market_start) if market_symbols else None
+    # a bad market series would reach every symbol's features: name it, compute nothing
+    broken = bar_problems(market, ["close"], missing_ok=True) if market is not None else {}
+    bad_market = "; ".join(f"market series {m}: {why}" for m, why in sorted(broken.items()))
+    if bad_market:
+        report.failed.update({s: bad_market for s in ready})
+    else:
+        report.failed.update(bar_problems(bars))
+    ready = [s for s in ready if s not in report.failed]
+    bars = bars[bars["symbol"].isin(ready)]
     news = None
-    if config.news.enabled:
+    if config.news.enabled and ready:
         news = store.read_table(store.news_prefix, ready, start=start)
         news = news if len(news) else None
-    features = build_features(bars, market, news, config)
+    features = _build_each_apart_on_failure(bars, market, news, config, report)
+    if features.empty:
+        _log_failures(report)
+        report.windows_written = write_windows(store, wanted, config)
+        return report
     # new rows, and the stored rows whose targets were NaN (their future is now known)
     keep = pd.Series(True, index=features.index)
     for symbol, last in feat_last.items():
@@ -124,8 +195,41 @@ def update_features(
     report.partitions_written = upserted.partitions_written
     report.rows = {str(k): int(v) for k, v in out.groupby("symbol").size().items()}
     report.windows_written = write_windows(store, wanted, config)
+    _log_failures(report)
     logger.info("features updated: %s", report.to_dict())
     return report
+
+
+def _build_each_apart_on_failure(
+    bars: pd.DataFrame,
+    market: pd.DataFrame | None,
+    news: pd.DataFrame | None,
+    config: FeatureConfig,
+    report: FeatureUpdateReport,
+) -> pd.DataFrame:
+    """``build_features`` of all symbols at once; if that fails, of each symbol alone.
+
+    The second pass isolates what the checks before it did not foresee: only the symbols
+    that fail on their own are reported failed.
+    """
+    if bars.empty:
+        return pd.DataFrame()
+    try:
+        return build_features(bars, market, news, config)
+    except FeatureError as exc:
+        logger.warning("features of all symbols failed (%s); computing each symbol alone", exc)
+    built = []
+    for symbol, rows in bars.groupby("symbol", sort=True):
+        try:
+            built.append(build_features(rows, market, news, config))
+        except FeatureError as exc:
+            report.failed[str(symbol)] = str(exc)
+    return pd.concat(built, ignore_index=True) if built else pd.DataFrame()
+
+
+def _log_failures(report: FeatureUpdateReport) -> None:
+    for symbol, why in sorted(report.failed.items()):
+        logger.error("features %s failed: %s", symbol, why)
 
 
 def write_windows(

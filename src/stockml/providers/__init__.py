@@ -72,7 +72,10 @@ def _csv(settings: Settings, retry: RetryPolicy) -> Provider:
     from stockml.providers.csv import CsvProvider
 
     if not settings.ingest.csv_path:
-        raise ConfigError("the csv provider needs ingest.csv_path (a folder or s3:// prefix)")
+        raise ConfigError(
+            "the csv provider needs a folder or s3:// prefix of <SYMBOL>.csv files: "
+            "--path on the command line (ingest.csv_path in the configuration)"
+        )
     return CsvProvider(
         settings.ingest.csv_path,
         endpoint_url=settings.store.endpoint_url,

@@ -133,8 +133,8 @@ class AlphaVantageProvider(Provider):
             return frame
         # keys look like "4. close" / "5. adjusted close": drop the numbering
         frame.columns = [str(c).split(". ", 1)[-1] for c in frame.columns]
-        frame = frame.apply(pd.to_numeric, errors="coerce")
-        frame.index = pd.to_datetime(frame.index)
+        # values and dates stay text: the bar schema parses them per row, and a row that
+        # does not parse goes to quarantine with its text
         return frame
 
     def _fetch_bars(self, symbol: str, start: date, end: date) -> pd.DataFrame:
@@ -165,6 +165,8 @@ class AlphaVantageProvider(Provider):
         )
         if daily.empty:
             return empty_actions()
+        daily = daily.apply(pd.to_numeric, errors="coerce")
+        daily.index = pd.to_datetime(daily.index, errors="coerce")
         daily = daily[(daily.index >= pd.Timestamp(start)) & (daily.index <= pd.Timestamp(end))]
         events = daily[(daily["dividend amount"] != 0) | (daily["split coefficient"] != 1)]
         return (

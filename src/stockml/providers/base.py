@@ -6,6 +6,12 @@ one. ``start`` and ``end`` are both inclusive exchange dates. A provider that ha
 the range (weekend, holiday) returns an empty frame; that is an answer, not a failure, so
 the fallback does not move on to the next provider.
 
+A symbol that does not match :data:`stockml.symbols.SYMBOL_PATTERN` is refused
+(:class:`~stockml.errors.ValidationError`) before any provider is asked. A row whose date
+cannot be parsed is kept (dated NaT, its text in ``unparsed``) so that validation sends it to
+quarantine instead of losing it; rows are ordered by date with a stable sort, so that of two
+copies of one date the provider's first stays first.
+
 Errors: a failure that may pass on retry (timeout, connection error, HTTP 5xx, HTTP 429 or a
 rate-limit note) is a :class:`TransientProviderError` (``RateLimitError`` is one) and is
 retried with exponential backoff; anything else (bad payload, auth, unknown symbol) is not.
@@ -31,6 +37,7 @@ from stockml.errors import (
     UnknownSymbolError,
 )
 from stockml.schemas import BAR_COLUMNS, NEWS_COLUMNS, coerce_bars, coerce_news
+from stockml.symbols import check_symbol
 
 logger = logging.getLogger(__name__)
 
@@ -97,13 +104,18 @@ def empty_actions() -> pd.DataFrame:
     )
 
 
-def _in_range(df: pd.DataFrame, column: str, start: date, end: date) -> pd.DataFrame:
+def _in_range(
+    df: pd.DataFrame, column: str, start: date, end: date, keep_missing: bool = False
+) -> pd.DataFrame:
     values = df[column]
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         # news timestamps are UTC instants; compare their UTC calendar date
         values = values.dt.tz_convert("UTC").dt.tz_localize(None)
     day = values.dt.normalize().to_numpy()
     mask = (day >= np.datetime64(start, "ns")) & (day <= np.datetime64(end, "ns"))
+    if keep_missing:
+        # an unparseable date is not out of range: validation quarantines the row
+        mask |= np.isnat(day)
     if mask.all():
         return df
     return df[mask].reset_index(drop=True)
@@ -134,15 +146,18 @@ class Provider(ABC):
             UnknownSymbolError: the provider does not know the symbol.
             RateLimitError / TransientProviderError: still failing after the retries.
             ProviderError: any other failure (bad payload, HTTP 4xx).
+            ValidationError: ``symbol`` is not a valid symbol.
         """
+        check_symbol(symbol)
         raw = call_with_retries(
             lambda: self._fetch_bars(symbol, start, end), self.retry, f"{self.name} bars {symbol}"
         )
         bars = coerce_bars(raw) if len(raw) else coerce_bars(pd.DataFrame(columns=BAR_COLUMNS))
-        bars = _in_range(bars, "date", start, end)
+        bars = _in_range(bars, "date", start, end, keep_missing=True)
         if bars["date"].is_monotonic_increasing:
             return bars
-        return bars.sort_values("date").reset_index(drop=True)
+        # stable: of two rows of one date, the provider's first stays first (and is kept)
+        return bars.sort_values("date", kind="stable").reset_index(drop=True)
 
     def fetch_news(self, symbol: str, start: date, end: date) -> pd.DataFrame:
         """Headlines about ``symbol`` published from ``start`` to ``end`` (UTC dates, inclusive).
@@ -152,7 +167,9 @@ class Provider(ABC):
 
         Raises:
             ProviderError: the provider serves no news (``supports_news`` is False) or failed.
+            ValidationError: ``symbol`` is not a valid symbol.
         """
+        check_symbol(symbol)
         if not self.supports_news:
             raise ProviderError(f"provider {self.name!r} serves no news")
         raw = call_with_retries(
@@ -207,7 +224,9 @@ class FallbackProvider(Provider):
         Raises:
             UnknownSymbolError: every provider said it does not know the symbol.
             AllProvidersFailedError: every provider failed; the message holds each reason.
+            ValidationError: ``symbol`` is not a valid symbol (no provider is asked).
         """
+        check_symbol(symbol)
         return self._first(lambda p: p.fetch_bars(symbol, start, end), self.providers, symbol)
 
     def fetch_news(self, symbol: str, start: date, end: date) -> pd.DataFrame:
@@ -216,7 +235,9 @@ class FallbackProvider(Provider):
         Raises:
             ProviderError: no configured provider serves news.
             AllProvidersFailedError: every news provider failed.
+            ValidationError: ``symbol`` is not a valid symbol (no provider is asked).
         """
+        check_symbol(symbol)
         with_news = [p for p in self.providers if p.supports_news]
         if not with_news:
             names = [p.name for p in self.providers]

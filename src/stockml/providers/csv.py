@@ -3,7 +3,13 @@
 Accepted headers (case and spacing do not matter): ``Date, Open, High, Low, Close,
 Adj Close, Volume``. ``Adj Close`` missing -> ``adj_close = close``; ``Volume`` missing -> NaN
 (indices such as ^VIX publish none). Extra columns (e.g. an unnamed index) are ignored and
-rows may come in any order.
+rows may come in any order. Dates are parsed per row by :func:`stockml.schemas.coerce_bars`:
+a row whose date or numbers cannot be parsed goes to quarantine with its text, the others
+are kept.
+
+The provider reads ``<root>/<SYMBOL>.csv`` only: the symbol must match
+:data:`stockml.symbols.SYMBOL_PATTERN` (no ``/``, no ``..``), and a file that resolves
+outside ``root`` (a symbolic link) is refused.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from stockml.errors import ProviderError, UnknownSymbolError, ValidationError
+from stockml.errors import ConfigError, ProviderError, UnknownSymbolError, ValidationError
 from stockml.providers.base import Provider, RetryPolicy
+from stockml.symbols import check_symbol
 
 logger = logging.getLogger(__name__)
 
@@ -55,25 +62,11 @@ def yahoo_style_to_bars(frame: pd.DataFrame, symbol: str, source: str) -> pd.Dat
         df["adj_close"] = df["close"]
     if "volume" not in df.columns:
         df["volume"] = float("nan")
-    df["date"] = _local_dates(df["date"])
+    # dates stay as given: coerce_bars parses them per row (local date of a stamp with an
+    # offset; an unparseable one is quarantined with its text)
     df["symbol"] = symbol
     df["source"] = source
     return df
-
-
-def _local_dates(values: pd.Series) -> pd.Series:
-    """Parse dates; stamps with an offset (``2022-01-03 00:00:00-05:00``) keep their local date.
-
-    The local wall-clock date of such a stamp is the exchange date. A file that crosses a DST
-    change mixes offsets (-05:00 / -04:00), which pandas refuses to parse as one zone.
-    """
-    try:
-        dates = pd.to_datetime(values)
-    except (ValueError, TypeError):
-        return pd.Series([pd.Timestamp(v).tz_localize(None) for v in values], index=values.index)
-    if isinstance(dates.dtype, pd.DatetimeTZDtype):
-        dates = dates.dt.tz_localize(None)
-    return dates
 
 
 def _key(column: object) -> str:
@@ -96,13 +89,19 @@ class CsvProvider(Provider):
         self.root = str(root).rstrip("/")
         self.endpoint_url = endpoint_url
         self.region = region
+        if not self.root.startswith("s3://") and not Path(self.root).is_dir():
+            raise ConfigError(f"csv: {self.root!r} is not a folder (or an s3:// prefix)")
 
     def _read(self, symbol: str) -> bytes:
-        filename = f"{symbol}.csv"
+        # the symbol names the file: one that is not a symbol (``../x``) must not name a path
+        filename = f"{check_symbol(symbol)}.csv"
         if not self.root.startswith("s3://"):
-            path = Path(self.root) / filename
+            root = Path(self.root).resolve()
+            path = (root / filename).resolve()
+            if path.parent != root:
+                raise ProviderError(f"csv: {root / filename} leads outside {root}; not read")
             if not path.is_file():
-                raise UnknownSymbolError(f"csv: no file {path}")
+                raise UnknownSymbolError(f"csv: no file {root / filename}")
             return path.read_bytes()
         import boto3
         from botocore.exceptions import BotoCoreError, ClientError

@@ -50,6 +50,27 @@ def test_daily_adjusted_keeps_close_and_adjusted_close_apart(replay):
     assert len(validate_bars(bars).rejected) == 0
 
 
+def test_a_non_numeric_value_and_a_bad_date_are_quarantined_with_their_text(replay):
+    # GIVEN our own answer, with one close that is not a number and one date that is not one
+    payload = own_json("alpha_vantage_daily_adjusted_MSFT.json")
+    series = payload["Time Series (Daily)"]
+    days = sorted(series)
+    series[days[3]]["4. close"] = "n.a."
+    series["2017-02-30"] = dict(series[days[4]])
+    replay.add(QUERY, Reply.json(payload), function="TIME_SERIES_DAILY_ADJUSTED", symbol="MSFT")
+
+    # WHEN fetched (nothing raises) and validated
+    bars = _provider(replay).fetch_bars("MSFT", date(2017, 2, 13), date(2017, 3, 15))
+    result = validate_bars(bars)
+
+    # THEN the other days pass, and the two bad rows are quarantined with their text
+    assert len(result.valid) == len(days) - 1
+    assert sorted(result.rejected["reason"]) == [
+        "non-numeric close 'n.a.'",
+        "unparseable date '2017-02-30'",
+    ]
+
+
 @pytest.mark.parametrize(
     "fixture", ["alpha_vantage_note_rate_limit.json", "alpha_vantage_information_rate_limit.json"]
 )

@@ -9,8 +9,8 @@ import boto3
 import pandas as pd
 import pytest
 
-from stockml.calendar import is_session
-from stockml.errors import UnknownSymbolError
+from stockml.calendar import is_session, sessions
+from stockml.errors import ConfigError, ProviderError, UnknownSymbolError, ValidationError
 from stockml.providers.csv import CsvProvider
 from stockml.providers.sample import SAMPLE_SYMBOLS, SampleProvider
 from stockml.schemas import BAR_COLUMNS, validate_bars
@@ -115,6 +115,82 @@ def test_real_files_in_their_own_header_styles(
     assert bars["date"].is_monotonic_increasing
     assert bars["date"].is_unique
     assert (bars["date"].dt.day_of_week < 5).all()
+
+
+def test_a_symbol_never_names_a_file_outside_the_folder(tmp_path):
+    # GIVEN a folder of csv files, and a readable CSV file just outside it
+    inside = tmp_path / "csv"
+    inside.mkdir()
+    shutil.copy(OWN / "csv" / "MSFT.csv", tmp_path / "OUTSIDE.csv")
+    provider = CsvProvider(inside)
+
+    # WHEN a symbol that is a path is asked for THEN it is refused, nothing is read
+    with pytest.raises(ValidationError, match="invalid symbol"):
+        provider.fetch_bars("../OUTSIDE", *ALL_TIME)
+
+    # AND a link inside the folder that leads out of it is not followed
+    (inside / "LINK.csv").symlink_to(tmp_path / "OUTSIDE.csv")
+    with pytest.raises(ProviderError, match="outside"):
+        provider.fetch_bars("LINK", *ALL_TIME)
+
+
+def test_a_path_that_is_not_a_folder_is_a_configuration_error(tmp_path):
+    with pytest.raises(ConfigError, match="not a folder"):
+        CsvProvider(tmp_path / "missing")
+
+
+def test_an_unparseable_date_costs_its_row_only(tmp_path):
+    # GIVEN a CSV whose third row has a date no calendar knows, and a non-numeric close
+    (tmp_path / "MSFT.csv").write_text(
+        "Date,Open,High,Low,Close,Adj Close,Volume\n"
+        "2024-07-01,10,11,9,10.5,10.4,100\n"
+        "2024-07-02,10,11,9,abc,10.4,100\n"
+        "2024-13-45,10,11,9,10.5,10.4,100\n"
+        "2024-07-03,10,11,9,10.5,10.4,100\n"
+    )
+
+    # WHEN fetched (nothing raises) and validated
+    bars = CsvProvider(tmp_path).fetch_bars("MSFT", date(2024, 7, 1), date(2024, 7, 3))
+    result = validate_bars(bars)
+
+    # THEN the good rows pass, and each bad row goes to quarantine with its original text
+    assert len(bars) == 4
+    assert result.valid["date"].dt.day.tolist() == [1, 3]
+    assert sorted(result.rejected["reason"]) == [
+        "non-numeric close 'abc'",
+        "unparseable date '2024-13-45'",
+    ]
+
+
+def test_a_file_crossing_a_dst_change_keeps_local_dates(tmp_path):
+    # GIVEN stamps with offsets that change at the DST switch (2022-03-13)
+    (tmp_path / "SPY.csv").write_text(
+        "Date,Open,High,Low,Close\n"
+        "2022-03-11 00:00:00-05:00,10,11,9,10.5\n"
+        "2022-03-14 00:00:00-04:00,10,11,9,10.5\n"
+    )
+    # WHEN / THEN the local date of each stamp is its exchange date
+    bars = CsvProvider(tmp_path).fetch_bars("SPY", *ALL_TIME)
+    assert bars["date"].dt.strftime("%Y-%m-%d").tolist() == ["2022-03-11", "2022-03-14"]
+
+
+def test_of_duplicate_dates_in_a_file_the_first_copy_is_kept(tmp_path):
+    # GIVEN a month of sessions, newest first as vendors often write them, that lists
+    # 2024-07-02 twice: first with close 10.5, then with 99.0
+    days = sessions("2024-06-03", "2024-07-03")[::-1]
+    lines = ["Date,Open,High,Low,Close"]
+    for day in days:
+        lines += [f"{day:%Y-%m-%d},10,100,9,{c}" for c in ([10.5, 99.0] if day.day == 2 else [10])]
+    (tmp_path / "MSFT.csv").write_text("\n".join(lines) + "\n")
+
+    # WHEN fetched and validated
+    bars = CsvProvider(tmp_path).fetch_bars("MSFT", *ALL_TIME)
+    result = validate_bars(bars)
+
+    # THEN the FIRST copy of the file is kept, the second quarantined as a duplicate
+    assert len(result.valid) == len(days)
+    assert result.valid.set_index("date").loc["2024-07-02", "close"] == 10.5
+    assert result.rejected["close"].tolist() == [99.0]
 
 
 # --- sample ------------------------------------------------------------------------------
