@@ -8,14 +8,16 @@ intervals, the last close used, its date and the model version beside them.
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 SYMBOL_PATTERN = r"^[A-Z0-9.^=-]{1,12}$"
-# the static bound of the schema; the bundle's horizon H (<= this) is checked per request
+# the static bound of the schema; the app's OpenAPI schema narrows it to the loaded bundle's
+# horizon H, which is what each request is checked against
 MAX_DAYS = 30
 MAX_HISTORY = 1000
+MAX_MODEL_NAME = 64
 
 ModelMetrics = dict[str, float | None]
 
@@ -39,7 +41,7 @@ class PredictionRequest(BaseModel):
     days: int = Field(
         default=1, ge=1, le=MAX_DAYS, description="Sessions ahead, 1..H of the bundle."
     )
-    models: list[str] | None = Field(
+    models: list[Annotated[str, Field(max_length=MAX_MODEL_NAME)]] | None = Field(
         default=None,
         min_length=1,
         max_length=16,
@@ -70,6 +72,12 @@ class PredictionResponse(BaseModel):
     last_close: float
     last_date: date
     model_version: str
+    data_age_sessions: int = Field(
+        description="NYSE sessions completed since last_date (0: the features are current)."
+    )
+    stale: bool = Field(
+        description="data_age_sessions is above the server's api.max_feature_age_sessions."
+    )
 
 
 class HistoryPoint(BaseModel):
@@ -86,6 +94,8 @@ class PlotResponse(BaseModel):
     dates: list[date]
     predictions: dict[str, list[float]]
     intervals: dict[str, IntervalBand]
+    data_age_sessions: int = Field(description="NYSE sessions completed since the last close.")
+    stale: bool = Field(description="data_age_sessions is above api.max_feature_age_sessions.")
 
 
 class MetricsResponse(BaseModel):
