@@ -27,7 +27,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -165,13 +165,24 @@ class Forecast:
     age_sessions: int | None = None
     stale: bool = False
 
-    def select(self, days: int, models: Sequence[str] | None = None) -> Forecast:
-        """The first ``days`` horizons of ``models`` (default: all)."""
-        names = list(self.models) if models is None else list(models)
-        return replace(
-            self,
+    def select(
+        self,
+        days: int,
+        models: Sequence[str] | None = None,
+        age_sessions: int | None = None,
+        stale: bool = False,
+    ) -> Forecast:
+        """The first ``days`` horizons of ``models`` (default: all), dated ``age_sessions``."""
+        names = self.models if models is None else models
+        return Forecast(
+            symbol=self.symbol,
+            model_version=self.model_version,
+            last_date=self.last_date,
+            last_close=self.last_close,
             dates=self.dates[:days],
             models={name: self.models[name].head(days) for name in names},
+            age_sessions=age_sessions,
+            stale=stale,
         )
 
 
@@ -554,6 +565,8 @@ class PredictionService:
         self._lock = threading.Lock()
         # (last feature date, last completed session) -> age: the hot path counts no sessions
         self._ages: dict[tuple[date, date], int] = {}
+        # (valid until, the last completed session): asked once a second, not per request
+        self._latest: tuple[float, date] | None = None
 
     @property
     def version(self) -> str:
@@ -599,15 +612,19 @@ class PredictionService:
         if full is None:
             return None
         age, stale = self.freshness(symbol, last)
-        return replace(full.select(days, models), age_sessions=age, stale=stale)
+        return full.select(days, models, age, stale)
 
     def data_age(self, last_date: date) -> int:
         """NYSE sessions completed since ``last_date`` (0: it is the latest completed one)."""
-        calendar = self.predictor.calendar
-        latest = calendar.last_completed_session()
+        now = time.monotonic()
+        cached = self._latest
+        if cached is None or now >= cached[0]:
+            cached = (now + 1.0, self.predictor.calendar.last_completed_session())
+            self._latest = cached
+        latest = cached[1]
         age = self._ages.get((last_date, latest))
         if age is None:
-            age = max(len(calendar.sessions(last_date, latest)) - 1, 0)
+            age = max(len(self.predictor.calendar.sessions(last_date, latest)) - 1, 0)
             if len(self._ages) > 4096:  # a new day makes every key obsolete
                 self._ages.clear()
             self._ages[(last_date, latest)] = age
@@ -655,7 +672,7 @@ class PredictionService:
                 self._cache[key] = full
                 if len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
-        return replace(full.select(days, models), age_sessions=age, stale=stale)
+        return full.select(days, models, age, stale)
 
     def symbols(self) -> list[SymbolStatus]:
         """Symbols with a model and stored features, with how many sessions old they are."""
