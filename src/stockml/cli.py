@@ -581,6 +581,9 @@ def serve(
         port=port or settings.api.port,
         log_config=None,
         access_log=False,
+        # the app believes X-Forwarded-For from api.trusted_proxies only; uvicorn's own
+        # handling would believe it from any loopback client
+        proxy_headers=False,
     )
 
 

@@ -122,7 +122,13 @@ def _start_api(settings: Settings, port: int) -> tuple[Any, threading.Thread, st
     port = port or free_port()
     # the demo prints its own summary of the two calls it makes; `stockml serve` logs them all
     logging.getLogger("stockml.api.access").setLevel(logging.WARNING)
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        proxy_headers=False,  # forwarded headers: the app's api.trusted_proxies decide
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="stockml-api", daemon=True)
     thread.start()

@@ -27,7 +27,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -39,6 +39,7 @@ from stockml.bundle import Bundle, read_bundle_dir, read_bundle_files
 from stockml.errors import (
     BundleError,
     FeatureError,
+    ModelError,
     StoreError,
     UnknownSymbolError,
     ValidationError,
@@ -148,7 +149,12 @@ class ModelForecast:
 
 @dataclass(frozen=True)
 class Forecast:
-    """Forecasts of every requested model for one symbol, from one feature row date."""
+    """Forecasts of every requested model for one symbol, from one feature row date.
+
+    ``age_sessions``: NYSE sessions completed since ``last_date`` (0 = the features include
+    the latest close; None until the service dates it); ``stale``: older than the service's
+    ``max_feature_age_sessions``.
+    """
 
     symbol: str
     model_version: str
@@ -156,14 +162,27 @@ class Forecast:
     last_close: float
     dates: tuple[date, ...]
     models: dict[str, ModelForecast]
+    age_sessions: int | None = None
+    stale: bool = False
 
-    def select(self, days: int, models: Sequence[str] | None = None) -> Forecast:
-        """The first ``days`` horizons of ``models`` (default: all)."""
-        names = list(self.models) if models is None else list(models)
-        return replace(
-            self,
+    def select(
+        self,
+        days: int,
+        models: Sequence[str] | None = None,
+        age_sessions: int | None = None,
+        stale: bool = False,
+    ) -> Forecast:
+        """The first ``days`` horizons of ``models`` (default: all), dated ``age_sessions``."""
+        names = self.models if models is None else models
+        return Forecast(
+            symbol=self.symbol,
+            model_version=self.model_version,
+            last_date=self.last_date,
+            last_close=self.last_close,
             dates=self.dates[:days],
             models={name: self.models[name].head(days) for name in names},
+            age_sessions=age_sessions,
+            stale=stale,
         )
 
 
@@ -207,6 +226,53 @@ class Predictor:
         needs_window = any(e.kind == "sequence" for e in self.manifest.models.values())
         # a tabular-only bundle needs just the latest row
         self.rows_needed = int(self.spec.window) if needs_window else 1
+        for name in self._sessions:
+            self._test_run(name)
+
+    def _test_run(self, name: str) -> None:
+        """Run model ``name`` once on one all-zero input (the training mean, once scaled).
+
+        Intact files can still hold a model that cannot serve: a graph exported for another
+        model kind, another feature width or window, a wrong input or output name, fewer
+        outputs than the horizon. Found here, that is a load failure (``/health`` says why)
+        rather than a failure of every request.
+
+        Raises:
+            BundleError: the model cannot run on the inputs serving will give it.
+        """
+        entry = self.manifest.models[name]
+        session = self._sessions[name]
+        n_features = len(self.spec.feature_names)
+        shape = [1, n_features] if entry.kind == "tabular" else [1, self.spec.window, n_features]
+        inputs = {i.name: i.shape for i in session.get_inputs()}
+        outputs = [o.name for o in session.get_outputs()]
+        expected = f"{entry.kind} input {entry.input_name!r} of shape {shape}"
+        if entry.input_name not in inputs or entry.output_name not in outputs:
+            raise BundleError(
+                f"model {name} cannot run: the manifest wants {expected} -> "
+                f"{entry.output_name!r}; its graph takes {inputs} -> {outputs}"
+            )
+        declared = inputs[entry.input_name]
+        # symbolic dimensions (a dynamic batch) are names, fixed ones ints
+        if len(declared) != len(shape) or any(
+            isinstance(d, int) and d != want for d, want in zip(declared, shape, strict=True)
+        ):
+            raise BundleError(
+                f"model {name} cannot run: the manifest wants {expected}; its graph takes "
+                f"{entry.input_name!r} of shape {declared}"
+            )
+        try:
+            result = session.run(
+                [entry.output_name], {entry.input_name: np.zeros(shape, dtype=np.float32)}
+            )[0]
+        except Exception as exc:  # ORT raises its own untyped errors
+            raise BundleError(f"model {name} cannot run on {expected}: {exc}") from exc
+        values = np.asarray(result, dtype=np.float64).reshape(-1)
+        if values.size < self.horizon or not np.isfinite(values[: self.horizon]).all():
+            raise BundleError(
+                f"model {name} cannot serve horizon {self.horizon}: a test run gave "
+                f"{values.size} values ({values[: self.horizon].tolist()})"
+            )
 
     @property
     def version(self) -> str:
@@ -232,7 +298,9 @@ class Predictor:
         wanted = self.model_names if models is None else list(models)
         unknown = [m for m in wanted if m not in self.model_names]
         if unknown:
-            raise ValidationError(f"unknown models {unknown}; this bundle has {self.model_names}")
+            raise ValidationError(
+                f"unknown models {shown(unknown)}; this bundle has {self.model_names}"
+            )
         if len(features) < self.rows_needed:
             raise FeatureError(f"need {self.rows_needed} feature rows, got {len(features)}")
         x = self.spec.transform(features.tail(self.rows_needed))
@@ -243,7 +311,10 @@ class Predictor:
         for name in run:
             entry = self.manifest.models[name]
             batch = x[None, :, :] if entry.kind == "sequence" else x[-1:, :]
-            result = self._sessions[name].run([entry.output_name], {entry.input_name: batch})[0]
+            try:
+                result = self._sessions[name].run([entry.output_name], {entry.input_name: batch})[0]
+            except Exception as exc:  # ORT's untyped errors: a model failure, not a bad request
+                raise ModelError(f"model {name} failed: {exc}") from exc
             out[name] = np.asarray(result, dtype=np.float64).reshape(-1)[: self.horizon]
         if ENSEMBLE in wanted:
             out[ENSEMBLE] = sum(
@@ -453,6 +524,10 @@ class WindowFeatureSource:
 # ---------------------------------------------------------------------------- service
 
 
+class StaleFeaturesError(FeatureError):
+    """The symbol's latest features are older than allowed and the service refuses stale data."""
+
+
 @dataclass(frozen=True)
 class SymbolStatus:
     symbol: str
@@ -470,13 +545,28 @@ class PredictionService:
         features: FeatureSource,
         max_feature_age_sessions: int = 5,
         cache_size: int = 4096,
+        refuse_stale: bool = False,
     ) -> None:
+        """Join a predictor and a feature source.
+
+        Args:
+            predictor: the bundle's models.
+            features: where the symbols' latest feature rows are.
+            max_feature_age_sessions: features older than this many sessions are stale.
+            cache_size: forecasts kept in memory.
+            refuse_stale: raise StaleFeaturesError instead of forecasting from stale features.
+        """
         self.predictor = predictor
         self.features = features
         self.max_feature_age_sessions = max_feature_age_sessions
+        self.refuse_stale = refuse_stale
         self._cache: OrderedDict[tuple[str, str, date], Forecast] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        # (last feature date, last completed session) -> age: the hot path counts no sessions
+        self._ages: dict[tuple[date, date], int] = {}
+        # (valid until, the last completed session): asked once a second, not per request
+        self._latest: tuple[float, date] | None = None
 
     @property
     def version(self) -> str:
@@ -519,7 +609,42 @@ class PredictionService:
             return None
         with self._lock:
             full = self._cache.get((symbol, self.version, last))
-        return None if full is None else full.select(days, models)
+        if full is None:
+            return None
+        age, stale = self.freshness(symbol, last)
+        return full.select(days, models, age, stale)
+
+    def data_age(self, last_date: date) -> int:
+        """NYSE sessions completed since ``last_date`` (0: it is the latest completed one)."""
+        now = time.monotonic()
+        cached = self._latest
+        if cached is None or now >= cached[0]:
+            cached = (now + 1.0, self.predictor.calendar.last_completed_session())
+            self._latest = cached
+        latest = cached[1]
+        age = self._ages.get((last_date, latest))
+        if age is None:
+            age = max(len(self.predictor.calendar.sessions(last_date, latest)) - 1, 0)
+            if len(self._ages) > 4096:  # a new day makes every key obsolete
+                self._ages.clear()
+            self._ages[(last_date, latest)] = age
+        return age
+
+    def freshness(self, symbol: str, last_date: date) -> tuple[int, bool]:
+        """(age in sessions, stale) of features ending on ``last_date``.
+
+        Raises:
+            StaleFeaturesError: they are stale and the service refuses stale data.
+        """
+        age = self.data_age(last_date)
+        stale = age > self.max_feature_age_sessions
+        if stale and self.refuse_stale:
+            raise StaleFeaturesError(
+                f"the features of {symbol} end on {last_date.isoformat()}, {age} sessions ago "
+                f"(more than {self.max_feature_age_sessions}): refused until the feature "
+                "pipeline updates them"
+            )
+        return age, stale
 
     def _check_request(self, symbol: str, days: int, models: Sequence[str] | None) -> None:
         if not 1 <= days <= self.predictor.horizon:
@@ -528,13 +653,14 @@ class PredictionService:
             unknown = [m for m in models if m not in self.predictor.model_names]
             if unknown:
                 raise ValidationError(
-                    f"unknown models {unknown}; available: {self.predictor.model_names}"
+                    f"unknown models {shown(unknown)}; available: {self.predictor.model_names}"
                 )
         self.check_symbol(symbol)
 
     def _forecast_from(
         self, symbol: str, rows: FeatureWindow, days: int, models: Sequence[str] | None
     ) -> Forecast:
+        age, stale = self.freshness(symbol, rows.last_date)  # before any model runs
         key = (symbol, self.version, rows.last_date)
         with self._lock:
             full = self._cache.get(key)
@@ -546,21 +672,20 @@ class PredictionService:
                 self._cache[key] = full
                 if len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
-        return full.select(days, models)
+        return full.select(days, models, age, stale)
 
     def symbols(self) -> list[SymbolStatus]:
         """Symbols with a model and stored features, with how many sessions old they are."""
         dates = self.features.last_dates()
         known = self.predictor.manifest.symbols
-        cal = self.predictor.calendar
-        latest = cal.last_completed_session()
         out = []
         for symbol in sorted(dates):
             if known and symbol not in known:
                 continue
-            last = dates[symbol]
-            age = max(len(cal.sessions(last, latest)) - 1, 0)
-            out.append(SymbolStatus(symbol, last, age, age <= self.max_feature_age_sessions))
+            age = self.data_age(dates[symbol])
+            out.append(
+                SymbolStatus(symbol, dates[symbol], age, age <= self.max_feature_age_sessions)
+            )
         return out
 
 
@@ -595,10 +720,27 @@ def load_service(settings: Settings, reader: ObjectReader | None = None) -> Pred
         ttl_s=settings.api.features_ttl_s,
     )
     return PredictionService(
-        predictor, source, max_feature_age_sessions=settings.api.max_feature_age_sessions
+        predictor,
+        source,
+        max_feature_age_sessions=settings.api.max_feature_age_sessions,
+        refuse_stale=settings.api.refuse_stale,
     )
 
 
 def describe(value: object) -> str:
     """A one-line reason for logs and /health (no traceback)."""
     return f"{type(value).__name__}: {value}"
+
+
+def clip(text: str, limit: int = 64) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was: echoed input stays small."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...({len(text)} chars)"
+
+
+def shown(values: Sequence[str], limit: int = 3) -> str:
+    """A few of ``values``, each clipped: what an error message may echo of a caller's list."""
+    head = [repr(clip(v)) for v in values[:limit]]
+    more = f" and {len(values) - limit} more" if len(values) > limit else ""
+    return f"[{', '.join(head)}]{more}"

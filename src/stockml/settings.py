@@ -8,6 +8,7 @@ Secrets are read from the environment only (never from YAML): ``ALPHA_VANTAGE_AP
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from datetime import date
 from functools import cache
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -107,8 +108,28 @@ class ApiSettings(BaseModel):
     bundle_dir: str | None = None
     # how long a container keeps a symbol's latest feature rows before listing the store again
     features_ttl_s: float = 300.0
-    # /symbols calls features fresh when their last date is at most this many sessions old
+    # features are fresh while their last date is at most this many sessions old; responses
+    # say how old they are (data_age_sessions, stale)
     max_feature_age_sessions: int = 5
+    # answer 503 (stale_features) instead of a forecast from stale features
+    refuse_stale: bool = False
+    # request bodies above this many bytes are refused with 413 before they are parsed
+    max_body_bytes: int = Field(default=16_384, ge=1)
+    # addresses or networks (CIDR) of the reverse proxies whose X-Forwarded-For is believed;
+    # empty: the rate limit keys on the TCP peer (uvicorn) or API Gateway's sourceIp (Lambda)
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"api.trusted_proxies: {item!r} is not an IP address or CIDR network"
+                ) from exc
+        return value
 
 
 class Settings(BaseSettings):

@@ -21,6 +21,7 @@ import pytest
 from stockml.inference import bundle_loads
 from stockml.settings import StoreSettings
 from utils.api_fixtures import API_KEY
+from utils.serving_bundle import BuiltBundle
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
@@ -44,12 +45,18 @@ def event(name: str, version: str) -> dict[str, Any]:
     return json.loads((EVENTS / f"api_{name}_{version}.json").read_text())
 
 
-def import_handler(store: StoreSettings, **env: str) -> ModuleType:
-    """Import functions/api/app.py as a fresh module (a new container) with the template's env."""
+def import_handler(store: StoreSettings, api_key: str | None = API_KEY, **env: str) -> ModuleType:
+    """Import functions/api/app.py as a fresh module (a new container) with the template's env.
+
+    ``api_key=None``: no STOCKML_API_KEY, as on AWS, where the gateway checks the key.
+    """
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STOCKML_STORE__BUCKET", store.bucket)
         mp.setenv("STOCKML_STORE__ENDPOINT_URL", str(store.endpoint_url))
-        mp.setenv("STOCKML_API_KEY", API_KEY)
+        if api_key is None:
+            mp.delenv("STOCKML_API_KEY", raising=False)
+        else:
+            mp.setenv("STOCKML_API_KEY", api_key)
         mp.setenv("STOCKML_API__RATE_LIMIT_PER_MINUTE", "0")
         for k, v in env.items():
             mp.setenv(k, v)
@@ -227,3 +234,154 @@ def test_a_fresh_container_serves_without_pandas_or_botocore(serving_store: Stor
     # the web stack, ONNX Runtime and the bundle only (benchmarks/serve.py measures it)
     assert result["statuses"] == dict.fromkeys(ENDPOINTS, 200)
     assert result["imported"] == []
+
+
+# ---------------------------------------------------------------------------- API edges
+
+
+def _from(ev: dict[str, Any], source_ip: str, forwarded: str) -> dict[str, Any]:
+    """``ev`` as API Gateway sends it for a caller at ``source_ip`` claiming ``forwarded``."""
+    ev = copy.deepcopy(ev)
+    if ev.get("version") == "2.0":
+        ev["requestContext"]["http"]["sourceIp"] = source_ip
+        ev["headers"]["x-forwarded-for"] = forwarded
+    else:
+        ev["requestContext"]["identity"]["sourceIp"] = source_ip
+        ev["headers"]["X-Forwarded-For"] = forwarded
+        ev["multiValueHeaders"]["X-Forwarded-For"] = [forwarded]
+    return ev
+
+
+def _sized(ev: dict[str, Any], body: str) -> dict[str, Any]:
+    """``ev`` with ``body``; a v2 event keeps a true Content-Length, a v1 event has none."""
+    ev = _with(ev, body=body)
+    if "content-length" in ev["headers"]:
+        ev["headers"]["content-length"] = str(len(body.encode()))
+    return ev
+
+
+def _body(response: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(response["body"])
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_an_unrunnable_bundle_container_is_unhealthy(
+    unrunnable_store: StoreSettings, version: str
+) -> None:
+    # GIVEN a container whose champion bundle is intact but holds swapped model graphs
+    module = import_handler(unrunnable_store)
+    # WHEN health and predict are invoked
+    health = module.handler(event("health", version), LambdaContext())
+    predict = module.handler(event("predict", version), LambdaContext())
+    # THEN 503 with the reason, not 200 and then a 500 per prediction
+    assert health["statusCode"] == 503, health["body"]
+    assert "cannot run" in _body(health)["bundle"]["detail"]
+    assert predict["statusCode"] == 503
+    assert _body(predict)["error"]["code"] == "model_unavailable"
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_a_body_over_the_limit_is_413_through_the_handler(invoke: Callable, version: str) -> None:
+    # GIVEN a predict event carrying a 10 MB model name (v2 declares its length, v1 does not)
+    ev = _sized(event("predict", version), json.dumps({"models": ["A" * 10_000_000]}))
+    # WHEN the handler is invoked
+    response = invoke(ev)
+    # THEN 413 with a short JSON error
+    assert response["statusCode"] == 413, response["body"][:200]
+    assert _body(response)["error"]["code"] == "payload_too_large"
+    assert len(response["body"]) < 500
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_errors_echo_input_clipped_through_the_handler(invoke: Callable, version: str) -> None:
+    response = invoke(_sized(event("predict", version), json.dumps({"x" * 5000: 1})))
+    assert response["statusCode"] == 422
+    assert len(response["body"]) < 1000, response["body"][:300]
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_openapi_through_the_handler_is_what_is_served(
+    serving_store: StoreSettings, serving_bundle: BuiltBundle, version: str
+) -> None:
+    horizon = serving_bundle.manifest.horizon
+    # GIVEN containers without the app key (as on AWS, the gateway checks it) and with one
+    for api_key, declared in ((None, False), (API_KEY, True)):
+        module = import_handler(serving_store, api_key=api_key)
+        # WHEN the schema is asked for
+        response = module.handler(_with(event("root", version), "/openapi.json"), LambdaContext())
+        schema = _body(response)
+        # THEN days goes up to the bundle's horizon, and the key scheme is there only with a key
+        days = schema["components"]["schemas"]["PredictionRequest"]["properties"]["days"]
+        assert [b["maximum"] for b in days.get("anyOf", [days]) if "maximum" in b] == [horizon]
+        assert ("securitySchemes" in schema.get("components", {})) is declared
+    # AND the horizon is what the container serves
+    ok = module.handler(
+        _sized(event("predict", version), json.dumps({"days": horizon})), LambdaContext()
+    )
+    over = module.handler(
+        _sized(event("predict", version), json.dumps({"days": horizon + 1})), LambdaContext()
+    )
+    assert (ok["statusCode"], over["statusCode"]) == (200, 422)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_rate_limit_keys_on_the_gateways_source_ip(
+    serving_store: StoreSettings, version: str
+) -> None:
+    # GIVEN a container without the app key (as on AWS), limited to 2 requests a minute
+    module = import_handler(serving_store, api_key=None, STOCKML_API__RATE_LIMIT_PER_MINUTE="2")
+    symbols = event("symbols", version)
+
+    def call(source_ip: str, forwarded: str) -> int:
+        return int(
+            module.handler(_from(symbols, source_ip, forwarded), LambdaContext())["statusCode"]
+        )
+
+    # WHEN one caller writes a new X-Forwarded-For each time
+    same = [call("192.0.2.7", f"198.51.100.{i}") for i in range(3)]
+    # THEN API Gateway's sourceIp is the key: the header opens no new bucket
+    assert same == [200, 200, 429]
+    # AND another source address has its own bucket
+    assert call("192.0.2.8", "198.51.100.1") == 200
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_rate_limit_believes_forwarded_for_from_a_trusted_proxy_only(
+    serving_store: StoreSettings, version: str
+) -> None:
+    # GIVEN a gateway reached through a trusted proxy network (e.g. a CDN), limit 2 a minute
+    module = import_handler(
+        serving_store,
+        api_key=None,
+        STOCKML_API__RATE_LIMIT_PER_MINUTE="2",
+        STOCKML_API__TRUSTED_PROXIES='["203.0.113.0/24"]',
+    )
+    symbols = event("symbols", version)
+
+    def call(forwarded: str) -> int:
+        return int(
+            module.handler(_from(symbols, "203.0.113.10", forwarded), LambdaContext())["statusCode"]
+        )
+
+    # WHEN two clients call through the same proxy address
+    first = [call("198.51.100.1") for _ in range(3)]
+    # THEN each client has its own bucket, and prepending an address does not escape it
+    assert first == [200, 200, 429]
+    assert call("198.51.100.2") == 200
+    assert call("192.0.2.99, 198.51.100.1") == 429
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_forecasts_say_how_old_their_data_is_through_the_handler(
+    serving_store: StoreSettings, invoke: Callable, version: str
+) -> None:
+    # GIVEN the embedded data (2017): WHEN predict and plot are invoked
+    for name in ("predict", "plot"):
+        body = _body(invoke(event(name, version)))
+        # THEN the answer says the data is stale, and how many sessions old
+        assert body["stale"] is True and body["data_age_sessions"] > 1000
+    # AND a container configured to refuse stale data answers 503 with the reason
+    strict = import_handler(serving_store, STOCKML_API__REFUSE_STALE="true")
+    refused = strict.handler(event("predict", version), LambdaContext())
+    assert refused["statusCode"] == 503
+    assert _body(refused)["error"]["code"] == "stale_features"

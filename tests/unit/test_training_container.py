@@ -80,3 +80,39 @@ def test_job_entry_point_answers_help_on_cpu():
     )
     assert done.returncode == 0, done.stderr
     assert "--symbols" in done.stdout
+
+
+def test_training_role_is_limited_to_its_prefixes():
+    # GIVEN the training role's S3 statements (short tags kept as {tag: value})
+    loader = type("CfnLoader", (yaml.SafeLoader,), {})
+    loader.add_multi_constructor("!", lambda ld, suffix, node: {suffix: ld.construct_scalar(node)})
+    body = yaml.load((REPO / "infra" / "training-batch.yaml").read_text(), Loader=loader)  # noqa: S506
+    (policy,) = body["Resources"]["TrainingJobRole"]["Properties"]["Policies"]
+    statements = policy["PolicyDocument"]["Statement"]
+    bucket = "arn:${AWS::Partition}:s3:::${BucketName}"
+
+    def resources(action: str) -> list[str]:
+        out = []
+        for s in statements:
+            actions = [s["Action"]] if isinstance(s["Action"], str) else s["Action"]
+            if action in actions:
+                listed = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
+                out += [r["Sub"] for r in listed]
+        return sorted(out)
+
+    # THEN it reads raw/, news/, features/ and models/, writes models/ only, deletes nothing
+    assert resources("s3:GetObject") == [
+        f"{bucket}/{p}/*" for p in ("features", "models", "news", "raw")
+    ]
+    assert resources("s3:PutObject") == [f"{bucket}/models/*"]
+    assert resources("s3:DeleteObject") == []
+    # AND it lists only those prefixes of the bucket
+    (listing,) = [s for s in statements if s["Action"] == "s3:ListBucket"]
+    assert listing["Resource"]["Sub"] == bucket
+    assert sorted(listing["Condition"]["StringLike"]["s3:prefix"]) == [
+        "features/*",
+        "models/*",
+        "news/*",
+        "raw/*",
+    ]
+    assert all(s["Effect"] == "Allow" and "*" not in str(s["Action"]) for s in statements)

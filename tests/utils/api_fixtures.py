@@ -16,7 +16,7 @@ import pytest
 from stockml.local import LocalServer
 from stockml.settings import ApiSettings, Settings, StoreSettings
 from stockml.storage import Store
-from utils.serving_bundle import BuiltBundle, build_bundle, publish
+from utils.serving_bundle import BuiltBundle, build_bundle, publish, swapped_graphs
 
 API_KEY = "local-test-key"  # the key the events in events/api_*.json carry
 
@@ -70,4 +70,17 @@ def corrupt_store(
     data = bytearray(store.get_bytes(key))
     data[len(data) // 2] ^= 0xFF
     store.put_bytes(key, bytes(data))
+    return store_settings
+
+
+@pytest.fixture(scope="session")
+def unrunnable_store(
+    moto_server: LocalServer, serving_bundle: BuiltBundle, tmp_path_factory: pytest.TempPathFactory
+) -> StoreSettings:
+    """A bucket whose champion bundle is intact (every sha256 matches) but whose models cannot
+    run: ``ridge.onnx`` holds the LSTM graph and ``lstm.onnx`` the Ridge graph."""
+    store_settings = new_bucket(moto_server)
+    store = Store.from_settings(store_settings)
+    folder = swapped_graphs(serving_bundle, tmp_path_factory.mktemp("swapped") / "bundle")
+    publish(store, BuiltBundle(folder, serving_bundle.manifest, serving_bundle.features))
     return store_settings

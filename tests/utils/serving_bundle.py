@@ -252,3 +252,38 @@ def publish(store, built: BuiltBundle, champion: bool = True) -> None:  # type: 
             champion_key(store.models_prefix),
             json.dumps({"version": built.manifest.version}).encode(),
         )
+
+
+def rewrite_bundle(source: Path, dest: Path, replace: dict[str, bytes]) -> Path:
+    """Copy the bundle in ``source`` to ``dest`` with the files of ``replace`` swapped in,
+    and the manifest's sha256 updated: an INTACT bundle with other contents (e.g. a model
+    that cannot run), which the checksum check alone would let through."""
+    import shutil
+
+    from stockml.bundle import MANIFEST, sha256_bytes
+
+    shutil.copytree(source, dest)
+    for name, data in replace.items():
+        (dest / name).write_bytes(data)
+    manifest = json.loads((dest / MANIFEST).read_text())
+    manifest["files"] = {
+        name: sha256_bytes((dest / name).read_bytes()) for name in manifest["files"]
+    }
+    (dest / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return dest
+
+
+def swapped_graphs(built: BuiltBundle, dest: Path) -> Path:
+    """An intact bundle whose ``ridge.onnx`` holds the LSTM graph and ``lstm.onnx`` the Ridge
+    graph: each file is a valid model, but not the one its manifest entry describes."""
+    ridge = (built.folder / "ridge.onnx").read_bytes()
+    lstm = (built.folder / "lstm.onnx").read_bytes()
+    return rewrite_bundle(built.folder, dest, {"ridge.onnx": lstm, "lstm.onnx": ridge})
+
+
+def narrower_spec(built: BuiltBundle, dest: Path) -> Path:
+    """An intact bundle whose feature spec lists one feature fewer than its models take."""
+    spec = json.loads((built.folder / "feature_spec.json").read_text())
+    for key in ("feature_names", "mean", "std"):
+        spec[key] = spec[key][:-1]
+    return rewrite_bundle(built.folder, dest, {"feature_spec.json": json.dumps(spec).encode()})

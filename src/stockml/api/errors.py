@@ -2,7 +2,8 @@
 
 Routes raise domain errors (``stockml.errors``); the handlers below turn them into a JSON
 ``ErrorResponse`` with a stable ``code``. No traceback ever reaches a client: unexpected
-errors are logged with the request id and answered as a plain 500.
+errors are logged with the request id and answered as a plain 500. Messages and error
+locations are clipped: an error never echoes a large input back.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from stockml.errors import (
     UnknownSymbolError,
     ValidationError,
 )
+from stockml.inference import StaleFeaturesError, clip
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +49,16 @@ STATUS: list[tuple[type[StockmlError], int, str]] = [
     (ValidationError, 422, "invalid_request"),
     (BundleError, 503, "model_unavailable"),
     (ModelError, 503, "model_unavailable"),
+    (StaleFeaturesError, 503, "stale_features"),
     (FeatureError, 503, "features_unavailable"),
     (StoreError, 503, "store_unavailable"),
 ]
+
+
+# longest message an error body carries (a domain message may list a whole universe)
+MAX_MESSAGE = 1000
+# longest echo of one input element (a field name, a location) in an error body
+MAX_ECHO = 64
 
 
 def _request_id(request: Request) -> str | None:
@@ -63,7 +72,11 @@ def error_response(
     message: str,
     details: list[dict[str, object]] | None = None,
 ) -> JSONResponse:
-    body: dict[str, object] = {"code": code, "message": message, "request_id": _request_id(request)}
+    body: dict[str, object] = {
+        "code": code,
+        "message": clip(message, MAX_MESSAGE),
+        "request_id": _request_id(request),
+    }
     if details is not None:
         body["details"] = details
     metrics = getattr(request.app.state, "metrics", None)
@@ -92,11 +105,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     # only location, message and type: the raw input may be large or sensitive
     details: list[dict[str, object]] = [
         {
-            "loc": [str(p) for p in e.get("loc", ())],
-            "msg": str(e.get("msg")),
+            # a location can hold input (an unknown field's name): clipped
+            "loc": [clip(str(p), MAX_ECHO) for p in e.get("loc", ())],
+            "msg": clip(str(e.get("msg")), 200),
             "type": str(e.get("type")),
         }
-        for e in exc.errors()
+        for e in exc.errors()[:20]
     ]
     return error_response(request, 422, "invalid_request", "request validation failed", details)
 
@@ -108,9 +122,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     # that is an invalid request: one status (422) for every body the API cannot accept
     if status == 400:
         status = 422
-    code = {404: "not_found", 405: "method_not_allowed", 422: "invalid_request"}.get(
-        status, "http_error"
-    )
+    code = {
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+        422: "invalid_request",
+    }.get(status, "http_error")
     response = error_response(request, status, code, str(exc.detail))
     for name, value in (exc.headers or {}).items():
         response.headers[name] = value

@@ -8,16 +8,18 @@ intervals, the last close used, its date and the model version beside them.
 from __future__ import annotations
 
 from datetime import date
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 # the one symbol pattern of the CLI, the providers, the store and the API
 from stockml.symbols import SYMBOL_PATTERN as SYMBOL_PATTERN
 
-# the static bound of the schema; the bundle's horizon H (<= this) is checked per request
+# the static bound of the schema; the app's OpenAPI schema narrows it to the loaded bundle's
+# horizon H, which is what each request is checked against
 MAX_DAYS = 30
 MAX_HISTORY = 1000
+MAX_MODEL_NAME = 64
 
 ModelMetrics = dict[str, float | None]
 
@@ -41,7 +43,7 @@ class PredictionRequest(BaseModel):
     days: int = Field(
         default=1, ge=1, le=MAX_DAYS, description="Sessions ahead, 1..H of the bundle."
     )
-    models: list[str] | None = Field(
+    models: list[Annotated[str, Field(max_length=MAX_MODEL_NAME)]] | None = Field(
         default=None,
         min_length=1,
         max_length=16,
@@ -72,6 +74,12 @@ class PredictionResponse(BaseModel):
     last_close: float
     last_date: date
     model_version: str
+    data_age_sessions: int = Field(
+        description="NYSE sessions completed since last_date (0: the features are current)."
+    )
+    stale: bool = Field(
+        description="data_age_sessions is above the server's api.max_feature_age_sessions."
+    )
 
 
 class HistoryPoint(BaseModel):
@@ -88,6 +96,8 @@ class PlotResponse(BaseModel):
     dates: list[date]
     predictions: dict[str, list[float]]
     intervals: dict[str, IntervalBand]
+    data_age_sessions: int = Field(description="NYSE sessions completed since the last close.")
+    stale: bool = Field(description="data_age_sessions is above api.max_feature_age_sessions.")
 
 
 class MetricsResponse(BaseModel):

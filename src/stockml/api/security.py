@@ -1,26 +1,35 @@
-"""API key check, per-caller rate limiting and CORS.
+"""API key check, per-caller rate limiting, request body limit and CORS.
 
 - ``X-API-Key`` is compared in constant time with ``STOCKML_API_KEY``; the check is off
   when that variable is unset (local development).
 - The rate limit is a token bucket per API key (or client IP without a key) holding
   ``rate_limit_per_minute`` tokens. On Lambda it is per container: the API Gateway usage
   plan (template.yaml) is the account-wide throttle; this one protects each container.
+- The client IP is the connection's peer: API Gateway's ``sourceIp`` on Lambda, the TCP peer
+  under uvicorn (``stockml serve`` turns uvicorn's own forwarded-header handling off). An
+  ``X-Forwarded-For`` header is believed only from ``api.trusted_proxies``: anyone else can
+  write one, and a limit keyed on it would be bypassed by changing it per request.
+- A request body above ``api.max_body_bytes`` is answered 413 (JSON, like every error)
+  without being read further.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.security import APIKeyHeader
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from stockml.api.errors import TooManyRequestsError, UnauthorizedError
+from stockml.api.errors import MAX_ECHO, TooManyRequestsError, UnauthorizedError, error_response
+from stockml.inference import clip
 
 API_KEY_HEADER = "X-API-Key"
 api_key_header = APIKeyHeader(
@@ -85,13 +94,106 @@ async def require_api_key(
     return key
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(values: Sequence[str]) -> list[Network]:
+    """``api.trusted_proxies`` as networks (a bare address is a /32 or /128)."""
+    return [ipaddress.ip_network(v, strict=False) for v in values]
+
+
+def _trusted(address: str, networks: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:  # not an address (a name, garbage, a port suffix): never trusted
+        return False
+    return any(ip in net for net in networks)
+
+
+def peer_address(scope: Scope) -> str:
+    """The address that connected: API Gateway's ``sourceIp`` on Lambda, else the TCP peer."""
+    event = scope.get("aws.event")  # set by Mangum
+    if isinstance(event, dict):
+        context = event.get("requestContext") or {}
+        # HTTP API (v2): requestContext.http.sourceIp; REST API (v1): requestContext.identity
+        source = (context.get("http") or {}).get("sourceIp") or (context.get("identity") or {}).get(
+            "sourceIp"
+        )
+        if source:
+            return str(source)
+    client = scope.get("client")
+    return str(client[0]) if client and client[0] else "unknown"
+
+
+def client_address(scope: Scope, trusted: Sequence[Network]) -> str:
+    """The caller's IP: the peer, or, when the peer is a trusted proxy, the nearest address in
+    ``X-Forwarded-For`` that is not one (proxies append, so the right end is the nearest)."""
+    peer = peer_address(scope)
+    if not trusted or not _trusted(peer, trusted):
+        return peer
+    hops = [
+        hop.strip()
+        for name, value in scope.get("headers", ())
+        if name == b"x-forwarded-for"
+        for hop in value.decode("latin-1").split(",")
+    ]
+    hops = [hop for hop in hops if hop]
+    for hop in reversed(hops):
+        if not _trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer  # every hop a trusted proxy: the farthest one
+
+
 async def rate_limit(
     request: Request, key: Annotated[str | None, Depends(require_api_key)]
 ) -> None:
     """Count the request against its caller: the API key if any, else the client IP."""
-    client = request.client.host if request.client else "unknown"
-    # hash-free: the key is only a dict key in memory, never logged
-    request.app.state.rate_limiter.hit(f"key:{key}" if key else f"ip:{client}")
+    if key:
+        # hash-free: the key is only a dict key in memory, never logged
+        request.app.state.rate_limiter.hit(f"key:{key}")
+        return
+    client = client_address(request.scope, request.app.state.trusted_proxies)
+    request.app.state.rate_limiter.hit(f"ip:{clip(client, MAX_ECHO)}")
+
+
+class BodyLimitMiddleware:
+    """Answer 413 to a request body above ``max_bytes``, without reading the rest of it.
+
+    A declared ``Content-Length`` above the limit is refused before the app runs; a body
+    without one (chunked) is counted as the app reads it, and reading past the limit raises
+    a 413 ``HTTPException`` there, which the error handlers answer. Pure ASGI: the body is
+    passed on as it arrives, never buffered. (FastAPI's own ``max_body_size`` answers a
+    declared length in plain text, outside the API's JSON error contract.)
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        message = f"request body exceeds {self.max_bytes} bytes"
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                if value.isdigit() and int(value) > self.max_bytes:
+                    response = error_response(Request(scope), 413, "payload_too_large", message)
+                    await response(scope, receive, send)
+                    return
+                break
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            received = await receive()
+            if received["type"] == "http.request":
+                seen += len(received.get("body", b""))
+                if seen > self.max_bytes:
+                    raise HTTPException(413, detail=message)
+            return received
+
+        await self.app(scope, counted, send)
 
 
 def install_cors(app: FastAPI, origins: list[str]) -> None:

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import onnxruntime as ort
@@ -13,7 +15,7 @@ import pandas as pd
 import pytest
 
 from stockml import calendar
-from stockml.bundle import read_bundle_dir
+from stockml.bundle import Bundle, read_bundle_dir
 from stockml.errors import BundleError, FeatureError, UnknownSymbolError, ValidationError
 from stockml.inference import (
     ENSEMBLE,
@@ -27,7 +29,7 @@ from stockml.s3 import S3Reader
 from stockml.settings import StoreSettings
 from stockml.storage import Store
 from stockml.window import FeatureWindow
-from utils.serving_bundle import FEATURES, BuiltBundle, publish
+from utils.serving_bundle import FEATURES, HORIZON, BuiltBundle, publish
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +122,67 @@ def test_predict_rejects_bad_requests(predictor: Predictor, serving_bundle: Buil
         predictor.predict(window(broken))
     with pytest.raises(FeatureError, match="missing columns"):
         predictor.predict(FeatureWindow.from_frame(rows, FEATURES[1:]))
+
+
+def _swap_onnx(bundle: Bundle) -> Bundle:
+    return replace(bundle, onnx={"ridge": bundle.onnx["lstm"], "lstm": bundle.onnx["ridge"]})
+
+
+def _narrow_spec(bundle: Bundle) -> Bundle:
+    spec = bundle.feature_spec
+    return replace(
+        bundle,
+        feature_spec=replace(
+            spec, feature_names=spec.feature_names[:-1], mean=spec.mean[:-1], std=spec.std[:-1]
+        ),
+    )
+
+
+def _longer_horizon(bundle: Bundle) -> Bundle:
+    return replace(bundle, manifest=replace(bundle.manifest, horizon=bundle.manifest.horizon + 1))
+
+
+def _wrong_output(bundle: Bundle) -> Bundle:
+    models = dict(bundle.manifest.models)
+    models["ridge"] = replace(models["ridge"], output_name="prediction")
+    return replace(bundle, manifest=replace(bundle.manifest, models=models))
+
+
+def _short_window(bundle: Bundle) -> Bundle:
+    # the LSTM graph was exported for windows of 10 rows; the spec would feed it 9
+    return replace(bundle, feature_spec=replace(bundle.feature_spec, window=9))
+
+
+@pytest.mark.parametrize(
+    ("broken", "reason"),
+    [
+        (
+            _swap_onnx,
+            r"model (ridge|lstm) cannot run: the manifest wants \w+ input 'input' of shape ",
+        ),
+        (
+            _narrow_spec,
+            r"model \w+ cannot run: the manifest wants \w+ input 'input' of shape "
+            r"\[1, (10, )?{n1}\]; its graph takes 'input' of shape \[.*{n}\]",
+        ),
+        (
+            _short_window,
+            r"model lstm cannot run: the manifest wants sequence input 'input' of shape "
+            r"\[1, 9, {n}\]; its graph takes 'input' of shape \['batch', 10, {n}\]",
+        ),
+        (_longer_horizon, r"cannot serve horizon {h1}: a test run gave {h} values"),
+        (_wrong_output, r"model ridge cannot run: the manifest wants .* -> 'prediction'"),
+    ],
+)
+def test_a_model_that_cannot_run_fails_the_load(
+    serving_bundle: BuiltBundle, broken: Callable[[Bundle], Bundle], reason: str
+) -> None:
+    # GIVEN the bundle's verified contents with one inconsistency the checksums cannot see
+    bundle = broken(read_bundle_dir(serving_bundle.folder))
+    # WHEN the predictor is made (once per process) THEN it refuses, naming model and cause
+    n, h = len(FEATURES), HORIZON
+    with pytest.raises(BundleError, match=reason.format(n=n, n1=n - 1, h=h, h1=h + 1)):
+        Predictor(bundle)
 
 
 @pytest.mark.integration

@@ -58,6 +58,8 @@ async def predict(
         last_close=forecast.last_close,
         last_date=forecast.last_date,
         model_version=forecast.model_version,
+        data_age_sessions=forecast.age_sessions or 0,
+        stale=forecast.stale,
     )
 
 
@@ -84,4 +86,6 @@ def plot(
         dates=list(forecast.dates),
         predictions={name: f.prices.tolist() for name, f in forecast.models.items()},
         intervals=_intervals(forecast),
+        data_age_sessions=forecast.age_sessions or 0,
+        stale=forecast.stale,
     )
