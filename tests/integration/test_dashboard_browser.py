@@ -45,7 +45,7 @@ CHART_STATE = """(() => {
 })()"""
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: it is set up (or skips) before the servers
 def chromium() -> str:
     found = find_chromium()
     if found is None:
