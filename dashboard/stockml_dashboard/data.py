@@ -13,7 +13,10 @@ import streamlit as st
 from stockml_dashboard.client import request_json, symbol_path
 from stockml_dashboard.config import DashboardConfig, load_config
 
-TTL_S = load_config().cache_ttl_s
+try:
+    TTL_S = load_config().cache_ttl_s
+except ValueError:  # a bad setting is reported by the page (ui.config), not at import
+    TTL_S = DashboardConfig.cache_ttl_s
 
 
 @st.cache_data(ttl=TTL_S, show_spinner=False)

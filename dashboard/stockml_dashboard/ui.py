@@ -52,12 +52,17 @@ def call(fn: Callable[..., T], cfg: DashboardConfig, *args: Any, what: str = "th
 
 
 def choose(options: Sequence[str], param: str, label: str, **kwargs: Any) -> str:
-    """A select box whose choice lives in the URL (``?param=value``), so links share a view."""
-    wanted = st.query_params.get(param)
+    """A select box whose choice lives in the URL (``?param=value``), so links share a view.
+
+    The choice is also kept for the session: moving to another page (which clears the URL's
+    parameters) keeps the same symbol.
+    """
+    wanted = st.query_params.get(param) or st.session_state.get(f"chosen_{param}")
     index = list(options).index(wanted) if wanted is not None and wanted in options else 0
-    value = st.selectbox(label, options, index=index, **kwargs)
+    value = str(st.selectbox(label, options, index=index, **kwargs))
     st.query_params[param] = value
-    return str(value)
+    st.session_state[f"chosen_{param}"] = value
+    return value
 
 
 def int_param(param: str, default: int, low: int, high: int) -> int:

@@ -397,7 +397,12 @@ def dashboard(
         update={k: v for k, v in {"api_url": api_url, "host": host, "port": port}.items() if v}
     )
     key = settings.api_key.get_secret_value() if settings.api_key else None
-    argv, env = streamlit_command(find_app(), config, key)
+    try:
+        app_file = find_app()
+    except FileNotFoundError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(code=2) from None
+    argv, env = streamlit_command(app_file, config, key)
     console.print(f"dashboard: http://{config.host}:{config.port}  (API: {config.api_url})")
     try:
         code = subprocess.call(argv, env=env)  # noqa: S603 - fixed argv

@@ -127,6 +127,18 @@ def test_choices_go_to_the_url_and_a_shared_url_restores_them(dashboard_env: str
     assert forecast["ensemble"]["y"] == pytest.approx(api["predictions"]["ensemble"], rel=1e-12)
 
 
+def test_the_chosen_symbol_follows_to_another_page(dashboard_env: str) -> None:
+    # GIVEN the forecast page on ^GSPC
+    at = run_page(symbol="^GSPC")
+    # WHEN the user moves to the comparison page (navigation clears the URL's parameters)
+    for name in list(at.query_params):
+        del at.query_params[name]
+    at.switch_page("app_pages/comparison.py").run()
+    # THEN it opens on the same symbol
+    assert not at.exception and not at.error
+    assert at.selectbox[0].value == "^GSPC" and at.query_params["symbol"] == "^GSPC"
+
+
 def test_model_comparison_shows_the_api_metrics_gate_and_backtest(dashboard_env: str) -> None:
     # GIVEN the API's metrics for MSFT
     api = httpx.get(f"{dashboard_env}/metrics/MSFT", headers=KEY).json()
