@@ -309,3 +309,10 @@ def test_client_maps_each_failure_to_a_kind(dashboard_env: str) -> None:
         )
     body = request_json(dashboard_env, API_KEY, "POST", "/predict/MSFT", body={"days": 2})
     assert len(body["dates"]) == 2
+
+
+def test_a_misconfigured_url_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOCKML_DASHBOARD__API_URL", "api.example.com")  # no scheme
+    at = run_page()
+    assert not at.exception
+    assert len(at.error) == 1 and "misconfigured" in at.error[0].value

@@ -6,6 +6,7 @@ import ast
 import json
 import shlex
 import sys
+import tomllib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -128,3 +129,18 @@ def test_the_dashboard_imports_only_what_its_requirements_install() -> None:
     third_party = imported - set(sys.stdlib_module_names) - {"__future__", "stockml_dashboard"}
     assert "stockml" not in imported
     assert {names.get(m, m) for m in third_party} <= requirements
+
+
+def test_the_container_requirements_match_the_dashboard_extra() -> None:
+    # GIVEN the image's requirements and pyproject.toml's `dashboard` extra
+    listed = {
+        line.strip()
+        for line in (DASHBOARD / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extra = set(project["optional-dependencies"]["dashboard"])
+    # THEN they pin the same versions (the image adds pyyaml, which the package has anyway)
+    assert listed - extra == {"pyyaml>=6"}
+    assert extra <= listed
+    assert "pyyaml>=6" in project["dependencies"]
