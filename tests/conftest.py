@@ -58,7 +58,7 @@ def settings(store_settings: StoreSettings) -> Settings:
 
 
 # the prediction API's session fixtures (one bundle build shared by its unit/functional/integration tests)
-pytest_plugins = ["utils.api_fixtures"]
+pytest_plugins = ["utils.api_fixtures", "utils.dashboard_fixtures"]
 
 
 @pytest.fixture(scope="session")

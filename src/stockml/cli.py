@@ -587,6 +587,39 @@ def serve(
     )
 
 
+# === dashboard ===
+
+
+@app.command()
+def dashboard(
+    api_url: str = typer.Option(None, help="The API's base URL (default: dashboard.api_url)."),
+    host: str = typer.Option(None, help="Bind address (default: dashboard.host, 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port (default: dashboard.port, 8501)."),
+) -> None:
+    """Run the Streamlit dashboard (headless, no usage statistics) against the prediction API."""
+    import subprocess
+
+    from stockml.dashboard import find_app, streamlit_command
+
+    settings = _settings()
+    config = settings.dashboard.model_copy(
+        update={k: v for k, v in {"api_url": api_url, "host": host, "port": port}.items() if v}
+    )
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    try:
+        app_file = find_app()
+    except FileNotFoundError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(code=2) from None
+    argv, env = streamlit_command(app_file, config, key)
+    console.print(f"dashboard: http://{config.host}:{config.port}  (API: {config.api_url})")
+    try:
+        code = subprocess.call(argv, env=env)  # noqa: S603 - fixed argv
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code=code)
+
+
 # === demo: the whole pipeline ===
 
 

@@ -33,6 +33,7 @@ def run_demo(
     port: int = 0,
     serve_after: bool = False,
     model_config: ModelConfig | None = None,
+    dashboard: bool = True,
 ) -> dict[str, Any]:
     """Run every stage on ``settings.store`` and return the served prediction.
 
@@ -44,6 +45,7 @@ def run_demo(
         port: API port on 127.0.0.1 (0 = any free port).
         serve_after: keep serving until interrupted after printing the prediction.
         model_config: training configuration (default: configs/model_config.yaml).
+        dashboard: also start the Streamlit dashboard against the served API.
 
     Returns:
         The ``POST /predict/{symbol}`` response body.
@@ -95,20 +97,30 @@ def run_demo(
 
     console.rule("4/5 serve the bundle (FastAPI + ONNX Runtime under uvicorn)")
     server, thread, url = _start_api(settings, port)
+    board = None
     try:
         console.print(f"API: {url}  health: {httpx.get(url + '/health', timeout=30).json()}")
         console.rule(f"5/5 POST /predict/{symbol}")
         response = httpx.post(f"{url}/predict/{symbol}", json={"days": days}, timeout=60)
         response.raise_for_status()
         body: dict[str, Any] = response.json()
-        console.print(_prediction_table(body))
         console.print_json(json.dumps(body))
+        if dashboard:
+            board = _start_dashboard(settings, url)
+        console.rule("ready")
+        console.print(f"API:       {url}  (docs: {url}/docs)")
+        console.print(f"dashboard: {board.url if board else 'not started'}")
+        console.print(_prediction_table(body))
         if serve_after:
-            console.print(f"serving on {url} (docs: {url}/docs); Ctrl-C stops")
+            console.print("serving; Ctrl-C stops")
             while thread.is_alive():
                 thread.join(1.0)
+        else:
+            console.print("the demo stops both now; `stockml demo --serve` keeps them running")
         return body
     finally:
+        if board is not None:
+            board.stop()
         server.should_exit = True
         thread.join(timeout=10)
 
@@ -135,6 +147,25 @@ def _start_api(settings: Settings, port: int) -> tuple[Any, threading.Thread, st
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/health", timeout_s=60)
     return server, thread, url
+
+
+def _start_dashboard(settings: Settings, api_url: str) -> Any:
+    """The dashboard on ``dashboard.port`` (another free port if taken), against ``api_url``."""
+    import socket
+    from pathlib import Path
+
+    from stockml.dashboard import start_dashboard
+
+    config = settings.dashboard.model_copy(update={"api_url": api_url})
+    with socket.socket() as probe:
+        try:
+            probe.bind((config.host, config.port))
+        except OSError:
+            config = config.model_copy(update={"port": 0})
+    log = Path(".stockml") / "dashboard.log"
+    log.parent.mkdir(exist_ok=True)
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    return start_dashboard(config, api_key=key, log=log)
 
 
 def _table(title: str, frame: Any) -> Table:

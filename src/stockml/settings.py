@@ -132,6 +132,20 @@ class ApiSettings(BaseModel):
         return value
 
 
+class DashboardSettings(BaseModel):
+    """The Streamlit dashboard (``stockml dashboard``): where it listens and which API it reads.
+
+    The dashboard itself reads ``STOCKML_DASHBOARD__API_URL`` and ``STOCKML_API_KEY`` (it is
+    hosted apart from this package); ``stockml dashboard`` passes these values to it.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8501
+    api_url: str = "http://127.0.0.1:8000"
+    timeout_s: float = 20.0
+    cache_ttl_s: float = 60.0
+
+
 class Settings(BaseSettings):
     """All configuration of one process. Build it once at the entry point and pass values down."""
 
@@ -147,6 +161,7 @@ class Settings(BaseSettings):
     provider_urls: ProviderUrls = Field(default_factory=ProviderUrls)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
     # secrets: environment only (excluded from YAML by the source order below)
     alpha_vantage_api_key: SecretStr | None = Field(

@@ -29,6 +29,8 @@ from stockml.s3 import decode_symbol, encode_symbol
 LATEST_DIR = "_latest"
 _KEY_RE = re.compile(r"^symbol=(?P<symbol>[^/]+)/(?P<day>\d{8})\.npz$")
 _ARRAYS = ("symbol", "dates", "close", "columns", "values")
+# the raw bar of each row, for charts (``/plot``): optional, a window without it still loads
+BAR_FIELDS = ("open", "high", "low", "volume")
 
 
 def windows_prefix(features_prefix: str) -> str:
@@ -70,6 +72,8 @@ class FeatureWindow:
         close: the close of each row (forecast prices are ``close * exp(log return)``).
         columns: the feature names, in the order of ``values``' columns.
         values: float64 ``[rows, len(columns)]``.
+        bars: float64 ``[rows, 4]``, the raw ``open, high, low, volume`` of each row (NaN where
+            unknown), or None: charts only, never a model input.
     """
 
     symbol: str
@@ -77,6 +81,7 @@ class FeatureWindow:
     close: np.ndarray
     columns: tuple[str, ...]
     values: np.ndarray
+    bars: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.dates)
@@ -100,6 +105,7 @@ class FeatureWindow:
             self.close[start:],
             self.columns,
             self.values[start:],
+            None if self.bars is None else self.bars[start:],
         )
 
     def matrix(self, names: Sequence[str]) -> np.ndarray:
@@ -117,6 +123,7 @@ class FeatureWindow:
     def to_bytes(self) -> bytes:
         """``.npz`` (uncompressed: float noise does not compress, and loading stays fast)."""
         buf = io.BytesIO()
+        extra = {} if self.bars is None else {"bars": np.asarray(self.bars, dtype=np.float64)}
         np.savez(
             buf,
             symbol=np.asarray(self.symbol),
@@ -124,6 +131,7 @@ class FeatureWindow:
             close=np.asarray(self.close, dtype=np.float64),
             columns=np.asarray(self.columns, dtype=str),
             values=np.asarray(self.values, dtype=np.float64),
+            **extra,
         )
         return buf.getvalue()
 
@@ -137,6 +145,7 @@ class FeatureWindow:
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in _ARRAYS}
+                bars = npz["bars"].astype(np.float64) if "bars" in npz.files else None
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
             raise FeatureError(f"feature window is unreadable: {exc}") from exc
         window = cls(
@@ -145,13 +154,18 @@ class FeatureWindow:
             close=arrays["close"].astype(np.float64),
             columns=tuple(str(c) for c in arrays["columns"]),
             values=arrays["values"].astype(np.float64),
+            bars=bars,
         )
         window.check()
         return window
 
     @classmethod
     def from_frame(cls, frame: Any, columns: Sequence[str]) -> FeatureWindow:
-        """The window of one symbol's rows of the ``features/`` table (a pandas DataFrame)."""
+        """The window of one symbol's rows of the ``features/`` table (a pandas DataFrame).
+
+        When ``frame`` also holds the raw bar columns (``open, high, low, volume``, e.g.
+        joined from ``raw/``), the window keeps them for charts.
+        """
         symbols = frame["symbol"].unique()
         if len(symbols) != 1:
             raise FeatureError(f"a feature window holds one symbol, got {list(symbols)}")
@@ -162,6 +176,9 @@ class FeatureWindow:
             close=ordered["close"].to_numpy(dtype=np.float64),
             columns=tuple(columns),
             values=ordered[list(columns)].to_numpy(dtype=np.float64).reshape(len(ordered), -1),
+            bars=ordered[list(BAR_FIELDS)].to_numpy(dtype=np.float64)
+            if all(c in ordered.columns for c in BAR_FIELDS)
+            else None,
         )
         window.check()
         return window
@@ -175,6 +192,10 @@ class FeatureWindow:
             raise FeatureError(
                 f"feature window of {self.symbol}: values {self.values.shape} for {n} rows "
                 f"and {len(self.columns)} columns"
+            )
+        if self.bars is not None and self.bars.shape != (n, len(BAR_FIELDS)):
+            raise FeatureError(
+                f"feature window of {self.symbol}: bars {self.bars.shape} for {n} rows"
             )
         if n > 1 and not (np.diff(self.dates) > np.timedelta64(0, "D")).all():
             raise FeatureError(

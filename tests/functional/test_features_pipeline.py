@@ -93,6 +93,23 @@ def test_a_missing_window_is_written_without_new_features(
     assert update_features(store, ["MSFT"], CONFIG).windows_written == 0
 
 
+def test_the_window_carries_each_rows_raw_bar(store_settings: StoreSettings, history) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN raw bars in the store
+    msft, market = history
+    store = Store.from_settings(store_settings)
+    store.upsert_bars(pd.concat([msft.tail(400), market]))
+    # WHEN the features and the serving window are written
+    update_features(store, ["MSFT"], CONFIG)
+    (key,) = store.list_keys(windows_prefix(store.features_prefix) + "symbol=MSFT/")
+    window = FeatureWindow.from_bytes(store.get_bytes(key))
+    # THEN each window row holds the raw open, high, low and volume of its session (for charts)
+    raw = msft.set_index(msft["date"].dt.date)
+    rows = raw.loc[[d.astype(object) for d in window.dates]]
+    assert window.bars is not None
+    np.testing.assert_array_equal(window.bars, rows[["open", "high", "low", "volume"]].to_numpy())
+    np.testing.assert_array_equal(window.close, rows["close"].to_numpy())
+
+
 @dataclass
 class LambdaContext:
     function_name: str = "stockml-dev-FeaturesFunction"

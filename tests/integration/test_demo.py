@@ -51,3 +51,6 @@ def test_demo_ends_with_a_served_prediction(settings: Settings, mlflow_server: L
     assert len(versions) == 1
     assert store.list_keys(f"{settings.store.models_prefix}/{body['model_version']}/")
     assert "5/5 POST /predict/MSFT" in out.getvalue()
+    # AND it ended by printing both servers' URLs (the dashboard answered its health check)
+    tail = out.getvalue().split("ready", 1)[1]
+    assert "API:       http://127.0.0.1:" in tail and "dashboard: http://127.0.0.1:" in tail

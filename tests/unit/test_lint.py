@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-TREES = ["src", "tests", "functions", "training", "benchmarks"]
+TREES = ["src", "tests", "functions", "training", "dashboard", "benchmarks"]
 
 
 def _ruff() -> str:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from stockml.errors import FeatureError
-from stockml.window import FeatureWindow, latest_keys, parse_window_key, window_key
+from stockml.window import BAR_FIELDS, FeatureWindow, latest_keys, parse_window_key, window_key
 
 
 def frame(rows: int = 5, symbol: str = "^GSPC") -> pd.DataFrame:
@@ -62,3 +62,25 @@ def test_keys_name_symbol_and_last_date() -> None:
     assert latest_keys("features", [key, older, "features/_latest/junk"]) == {
         "^GSPC": (date(2017, 11, 10), key)
     }
+
+
+def test_raw_bars_ride_along_and_old_windows_still_load() -> None:
+    # GIVEN table rows joined with their raw bars (open, high, low, volume; one unknown)
+    f = frame()
+    f["open"], f["high"], f["low"] = f["close"] - 1, f["close"] + 2, f["close"] - 3
+    f["volume"] = [1e6, 2e6, np.nan, 4e6, 5e6]
+    window = FeatureWindow.from_frame(f.iloc[::-1], ["a"])
+    # WHEN written and read back
+    back = FeatureWindow.from_bytes(window.to_bytes())
+    # THEN the bars come back in date order, exactly, NaN included; tail keeps them aligned
+    assert back.bars is not None
+    np.testing.assert_array_equal(back.bars, f[list(BAR_FIELDS)].to_numpy())
+    np.testing.assert_array_equal(back.tail(2).bars, f[list(BAR_FIELDS)].to_numpy()[-2:])
+    # AND a window written without bars (as before they existed) loads with none
+    plain = FeatureWindow.from_bytes(FeatureWindow.from_frame(frame(), ["a"]).to_bytes())
+    assert plain.bars is None and plain.tail(2).bars is None
+    # AND bars of the wrong shape are refused
+    with pytest.raises(FeatureError, match="bars"):
+        FeatureWindow(
+            back.symbol, back.dates, back.close, back.columns, back.values, back.bars[1:]
+        ).check()

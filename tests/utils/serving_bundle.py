@@ -42,6 +42,7 @@ class BuiltBundle:
     folder: Path
     manifest: Manifest
     features: pd.DataFrame  # every symbol's feature frame, as written to the store
+    bars: pd.DataFrame | None = None  # the raw bars the features came from (raw/ in the store)
 
 
 def embedded_bars(rows: int = 400) -> pd.DataFrame:
@@ -105,8 +106,11 @@ def build_bundle(
     from skl2onnx.common.data_types import FloatTensorType
     from sklearn.linear_model import Ridge
 
+    from stockml.evaluation import equity_curves
+
     torch.manual_seed(seed)
-    features = make_features(embedded_bars(rows))
+    bars = embedded_bars(rows)
+    features = make_features(bars)
     targets = [f"target_{h}" for h in range(1, HORIZON + 1)]
     labelled = features.dropna(subset=targets)
     # time split per symbol: first 70% train, rest validation
@@ -176,7 +180,7 @@ def build_bundle(
     r_sess = ort.InferenceSession(ridge_onnx, providers=["CPUExecutionProvider"])
     l_sess = ort.InferenceSession(lstm_onnx, providers=["CPUExecutionProvider"])
     preds: dict[str, list[np.ndarray]] = {"ridge": [], "lstm": []}
-    truth, syms = [], []
+    truth, syms, when = [], [], []
     for s, g in parts.items():
         x_all = scaled(g)
         xw, yw = _windows(x_all, g[targets].to_numpy(), WINDOW)
@@ -185,6 +189,7 @@ def build_bundle(
         preds["lstm"].append(l_sess.run(None, {"input": xw[keep]})[0])
         truth.append(yw[keep])
         syms += [s] * int(keep.sum())
+        when.append(g["date"].to_numpy()[WINDOW - 1 :][keep])
     y_val = np.concatenate(truth)
     p = {k: np.concatenate(v).astype(np.float64) for k, v in preds.items()}
     rmse = {k: float(np.sqrt(np.mean((v - y_val) ** 2))) for k, v in p.items()}
@@ -212,6 +217,23 @@ def build_bundle(
             for s in parts
         },
     }
+    # what training records beside the metrics: the gate's checks and the ensemble's backtest
+    ratio = metrics["pooled"]["ensemble"]["rmse_ratio_vs_naive"]
+    metrics["gate"] = {
+        "passed": ratio < 1.0,
+        "checks": [
+            {"name": "rmse_ratio_vs_naive", "value": ratio, "threshold": 1.0, "passed": ratio < 1.0}
+        ],
+    }
+    curve = equity_curves(
+        p["ensemble"][:, 0], y_val[:, 0], sym_arr, np.concatenate(when), cost_bps=5.0
+    )
+    metrics["equity_curve"] = {
+        "model": "ensemble",
+        "dates": [d.date().isoformat() for d in curve.index],
+        "strategy": curve["strategy"].tolist(),
+        "buy_and_hold": curve["buy_and_hold"].tolist(),
+    }
     intervals = {
         k: {
             "level": 0.9,
@@ -238,13 +260,15 @@ def build_bundle(
             features.groupby("symbol")["date"].max().min() - pd.Timedelta(days=366)
         ),
     )
-    return BuiltBundle(folder=folder, manifest=manifest, features=features)
+    return BuiltBundle(folder=folder, manifest=manifest, features=features, bars=bars)
 
 
 def publish(store, built: BuiltBundle, champion: bool = True) -> None:  # type: ignore[no-untyped-def]
-    """Upload the bundle to ``<models_prefix>/<version>/``, its features (the table and, as the
-    feature pipeline writes them, the latest windows) and the champion pointer."""
+    """Upload the bundle to ``<models_prefix>/<version>/``, its raw bars and features (the table
+    and, as the feature pipeline writes them, the latest windows) and the champion pointer."""
     store.put_folder(built.folder, f"{store.models_prefix}/{built.manifest.version}")
+    if built.bars is not None:
+        store.upsert_bars(built.bars)
     store.upsert_table(store.features_prefix, built.features)
     write_windows(store, config=CONFIG)
     if champion:

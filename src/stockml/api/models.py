@@ -8,7 +8,7 @@ intervals, the last close used, its date and the model version beside them.
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -85,6 +85,11 @@ class PredictionResponse(BaseModel):
 class HistoryPoint(BaseModel):
     date: date
     close: float
+    # the raw bar, for candlesticks; null when the stored feature window does not carry it
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
+    volume: float | None = None
 
 
 class PlotResponse(BaseModel):
@@ -100,6 +105,15 @@ class PlotResponse(BaseModel):
     stale: bool = Field(description="data_age_sessions is above api.max_feature_age_sessions.")
 
 
+class EquityCurve(BaseModel):
+    """Daily equity of the long/flat backtest of ``model`` and of buy-and-hold (start at 1)."""
+
+    model: str | None = None
+    dates: list[date]
+    strategy: list[float]
+    buy_and_hold: list[float]
+
+
 class MetricsResponse(BaseModel):
     symbol: str
     model_version: str
@@ -108,6 +122,12 @@ class MetricsResponse(BaseModel):
     )
     models: dict[str, ModelMetrics]
     baselines: dict[str, ModelMetrics]
+    gate: dict[str, Any] | None = Field(
+        default=None, description="The promotion gate's verdict as the bundle recorded it."
+    )
+    equity_curve: EquityCurve | None = Field(
+        default=None, description="Walk-forward backtest equity (pooled), when the bundle has it."
+    )
 
 
 class SymbolInfo(BaseModel):

@@ -33,7 +33,7 @@ from stockml.errors import FeatureError
 from stockml.features.build import build_features, feature_columns
 from stockml.features.config import FeatureConfig
 from stockml.storage import Store
-from stockml.window import FeatureWindow, latest_keys, window_key, windows_prefix
+from stockml.window import BAR_FIELDS, FeatureWindow, latest_keys, window_key, windows_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +260,9 @@ def write_windows(
     span = pd.Timedelta(days=int(config.serving_rows * 1.6) + 30)
     start = min(last[s] for s in todo) - span
     frame = store.read_table(store.features_prefix, todo, start=start)
+    # the raw bar of each row rides along for charts (the API's /plot candlesticks)
+    raw = store.read_bars(todo, start=start)[["symbol", "date", *BAR_FIELDS]]
+    frame = frame.merge(raw, on=["symbol", "date"], how="left")
     names = [c for c in feature_columns(config) if c in frame.columns]
     stale = []
     for symbol, rows in frame.groupby("symbol", sort=True):

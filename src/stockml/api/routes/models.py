@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
+from pydantic import ValidationError
 
 from stockml.api.deps import PROTECTED, ServiceDep, SymbolPath
-from stockml.api.models import ErrorResponse, MetricsResponse, SymbolInfo, SymbolsResponse
+from stockml.api.models import (
+    EquityCurve,
+    ErrorResponse,
+    MetricsResponse,
+    SymbolInfo,
+    SymbolsResponse,
+)
 
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (401, 404, 422, 429, 503)
@@ -46,4 +55,19 @@ async def metrics(symbol: SymbolPath, service: ServiceDep) -> MetricsResponse:
         scope=scope,  # type: ignore[arg-type]
         models={k: v for k, v in table.items() if k in models},
         baselines={k: v for k, v in table.items() if k not in models},
+        **_bundle_extras(service.predictor.bundle.metrics),
     )
+
+
+def _bundle_extras(raw: dict[str, Any]) -> dict[str, Any]:
+    """The gate verdict and the backtest equity curve, when ``metrics.json`` holds them.
+
+    Both are optional: a bundle without them (or with a block that does not parse) answers
+    ``null`` rather than failing the whole response.
+    """
+    gate = raw.get("gate")
+    try:
+        curve = EquityCurve.model_validate(raw["equity_curve"]) if "equity_curve" in raw else None
+    except ValidationError:
+        curve = None
+    return {"gate": gate if isinstance(gate, dict) else None, "equity_curve": curve}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
@@ -19,6 +20,7 @@ from stockml.api.models import (
     PredictionResponse,
 )
 from stockml.inference import Forecast
+from stockml.window import BAR_FIELDS, FeatureWindow
 
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (401, 404, 422, 429, 503)
@@ -32,6 +34,18 @@ def _intervals(forecast: Forecast) -> dict[str, IntervalBand]:
         for name, f in forecast.models.items()
         if f.lower is not None and f.upper is not None
     }
+
+
+def _history(rows: FeatureWindow) -> list[HistoryPoint]:
+    """Closes, with the raw bar (open, high, low, volume) where the window carries it."""
+    dates, closes = rows.dates.tolist(), rows.close.tolist()
+    if rows.bars is None:
+        return [HistoryPoint(date=d, close=c) for d, c in zip(dates, closes, strict=True)]
+    bars = [[None if math.isnan(v) else v for v in row] for row in rows.bars.tolist()]
+    return [
+        HistoryPoint(date=d, close=c, **dict(zip(BAR_FIELDS, bar, strict=True)))
+        for d, c, bar in zip(dates, closes, bars, strict=True)
+    ]
 
 
 @router.post(
@@ -79,10 +93,7 @@ def plot(
     return PlotResponse(
         symbol=symbol,
         model_version=forecast.model_version,
-        history=[
-            HistoryPoint(date=d, close=c)
-            for d, c in zip(rows.dates.tolist(), rows.close.tolist(), strict=True)
-        ],
+        history=_history(rows),
         dates=list(forecast.dates),
         predictions={name: f.prices.tolist() for name, f in forecast.models.items()},
         intervals=_intervals(forecast),
