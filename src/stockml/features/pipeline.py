@@ -23,6 +23,7 @@ import pandas as pd
 from stockml.calendar import sessions
 from stockml.features.build import build_features, feature_columns
 from stockml.features.config import FeatureConfig
+from stockml.features.sentiment import sentiment_scorer
 from stockml.storage import Store
 from stockml.window import FeatureWindow, latest_keys, window_key, windows_prefix
 
@@ -31,12 +32,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class FeatureUpdateReport:
-    """What one update did: rows written per symbol, symbols skipped and why."""
+    """What one update did: rows written per symbol, symbols skipped and why, and the headline
+    sentiment scorer used (training must have used the same one: their values differ)."""
 
     rows: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     partitions_written: int = 0
     windows_written: int = 0
+    sentiment_scorer: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"rows_written": sum(self.rows.values())}
@@ -111,6 +114,8 @@ def update_features(
         news = store.read_table(store.news_prefix, ready, start=start)
         news = news if len(news) else None
     features = build_features(bars, market, news, config)
+    if news is not None:
+        report.sentiment_scorer = sentiment_scorer()
     # new rows, and the stored rows whose targets were NaN (their future is now known)
     keep = pd.Series(True, index=features.index)
     for symbol, last in feat_last.items():
