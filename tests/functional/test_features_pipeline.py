@@ -75,6 +75,38 @@ def test_incremental_update_equals_a_full_recompute(store_settings: StoreSetting
     assert update_features(store, ["MSFT"], CONFIG).rows == {}
 
 
+def test_incremental_update_equals_a_full_recompute_across_missing_index_sessions(
+    store_settings: StoreSettings, history
+) -> None:  # type: ignore[no-untyped-def]
+    # GIVEN ^VIX too, with a session missing just before the cut (its stale rows straddle the
+    # cut: the next session and five sessions later) and a ^GSPC session missing just after it
+    msft, market = history
+    vix = sample_bars("^VIX", start=date(2014, 1, 1), end=date(2017, 11, 10))
+    cut = pd.Timestamp("2017-06-30")
+    holes = {"^VIX": pd.Timestamp("2017-06-28"), "^GSPC": pd.Timestamp("2017-07-06")}
+    market = pd.concat([market, vix], ignore_index=True)
+    market = market[~market.apply(lambda r: holes.get(r["symbol"]) == r["date"], axis=1)]
+    store = Store.from_settings(store_settings)
+    store.upsert_bars(pd.concat([msft[msft["date"] <= cut], market[market["date"] <= cut]]))
+    update_features(store, ["MSFT"], CONFIG)
+    # WHEN later bars arrive and the update runs again
+    store.upsert_bars(pd.concat([msft[msft["date"] > cut], market[market["date"] > cut]]))
+    update_features(store, ["MSFT"], CONFIG)
+    # THEN the stored table (what serving reads) equals a full recompute (what training computes)
+    stored = store.read_table(store.features_prefix, ["MSFT"]).reset_index(drop=True)
+    full = build_features(msft, market, None, CONFIG)
+    assert stored["date"].tolist() == full["date"].tolist()
+    cols = feature_columns(CONFIG)
+    np.testing.assert_allclose(
+        stored[cols].to_numpy(float), full[cols].to_numpy(float), rtol=1e-8, atol=1e-10
+    )
+    # AND the holes are flagged there, not bridged
+    by_date = stored.set_index("date")
+    assert by_date.loc["2017-06-28":"2017-06-29", "mkt_vix_stale"].tolist() == [1.0, 1.0]
+    assert by_date.loc["2017-07-06":"2017-07-07", "mkt_gspc_stale"].tolist() == [1.0, 1.0]
+    assert by_date.loc["2017-07-06", "mkt_vix_stale"] == 1.0  # 06-28 + 5 sessions, after the cut
+
+
 def test_a_missing_window_is_written_without_new_features(
     store_settings: StoreSettings, history
 ) -> None:  # type: ignore[no-untyped-def]

@@ -32,6 +32,7 @@ from stockml.calendar import sessions
 from stockml.errors import FeatureError
 from stockml.features.build import build_features, feature_columns
 from stockml.features.config import FeatureConfig
+from stockml.features.sentiment import sentiment_scorer
 from stockml.storage import Store
 from stockml.window import BAR_FIELDS, FeatureWindow, latest_keys, window_key, windows_prefix
 
@@ -43,7 +44,8 @@ _PRICES = ["open", "high", "low", "close", "adj_close"]
 
 @dataclass
 class FeatureUpdateReport:
-    """What one update did: rows written per symbol, symbols skipped and failed, and why.
+    """What one update did: rows written per symbol, symbols skipped and failed, and why, and
+    the headline sentiment scorer used (training must have used the same one: their values differ).
 
     ``skipped`` is not an error (no raw bars yet, too short for the warm-up); ``failed`` is.
     """
@@ -53,6 +55,7 @@ class FeatureUpdateReport:
     failed: dict[str, str] = field(default_factory=dict)
     partitions_written: int = 0
     windows_written: int = 0
+    sentiment_scorer: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"rows_written": sum(self.rows.values())}
@@ -182,6 +185,8 @@ def update_features(
         _log_failures(report)
         report.windows_written = write_windows(store, wanted, config)
         return report
+    if news is not None:
+        report.sentiment_scorer = sentiment_scorer()
     # new rows, and the stored rows whose targets were NaN (their future is now known)
     keep = pd.Series(True, index=features.index)
     for symbol, last in feat_last.items():

@@ -1,12 +1,15 @@
 """Offline headline sentiment and its daily aggregation per symbol and trading day.
 
-Scoring: VADER (its lexicon ships inside the package: no download at run time) with a finance
-overlay. VADER's general lexicon misreads financial news: "profit" is positive even in "profit
-warning", while "plunged", "fell" or "decreased" are unknown. The overlay neutralises words that
-carry no direction in finance and adds the directional verbs of financial reporting; a rule
-turns "loss narrowed/decreased" positive and "profit fell" negative through the verbs, and a
-wider neutral band matches news prose, where most sentences are neutral. Accuracy on the
-Financial PhraseBank is measured by ``benchmarks/sentiment.py`` and asserted by the tests.
+Scoring: the headline model (:mod:`stockml.features.headlines`: TF-IDF n-grams and a linear
+classifier trained on finance news tweets, shipped as an ONNX artefact inside the package and
+run by ONNX Runtime) gives each headline ``P(positive) - P(negative)`` in [-1, 1]. When the
+artefact is missing or unusable (or ONNX Runtime is not installed), VADER with a finance
+overlay takes over, with a warning in the log: VADER's general lexicon misreads financial
+news ("profit" is positive even in "profit warning", "plunged" is unknown), so the overlay
+neutralises words that carry no direction in finance and adds the directional verbs of
+financial reporting; a rule turns "loss narrowed" positive. Both scorers are measured by
+``benchmarks/sentiment.py``. ``sentiment_scorer()`` names the scorer in use: the two give
+different values, so training and the features job must use the same one.
 
 Aggregation: a headline can first affect the session whose close comes after its publication:
 published before a session's close (16:00 New York, earlier on half days) -> that session;
@@ -15,6 +18,7 @@ after the close, at night or on a non-session day -> the next session.
 
 from __future__ import annotations
 
+import logging
 import re
 from functools import cache
 
@@ -24,7 +28,11 @@ import pandas as pd
 from stockml.calendar import session_closes
 from stockml.errors import FeatureError
 from stockml.features.config import FeatureConfig
+from stockml.features.headlines import ARTEFACT, HeadlineModel, HeadlineModelError
 from stockml.schemas import coerce_news
+
+logger = logging.getLogger(__name__)
+VADER_SCORER = "vader-finance"
 
 # words with no direction in financial news (VADER scores them)
 _NEUTRAL = [
@@ -219,8 +227,8 @@ def _plain_analyzer():  # type: ignore[no-untyped-def]
     return SentimentIntensityAnalyzer()
 
 
-def score_text(text: str) -> float:
-    """Finance-aware sentiment of one headline/sentence in [-1, 1] (VADER compound scale)."""
+def vader_score(text: str) -> float:
+    """The fallback scorer: VADER with the finance overlay, in [-1, 1] (VADER compound scale)."""
     if not text or not text.strip():
         return 0.0
     compound = float(_finance_analyzer().polarity_scores(text)["compound"])
@@ -229,12 +237,45 @@ def score_text(text: str) -> float:
     return compound
 
 
+@cache
+def headline_model() -> HeadlineModel | None:
+    """The packaged headline model, or None (logged once) when it cannot be used."""
+    try:
+        model = HeadlineModel.load(ARTEFACT)
+    except (HeadlineModelError, ImportError) as exc:
+        logger.warning(
+            "headline sentiment model unavailable (%s): scoring headlines with the VADER "
+            "finance lexicon instead",
+            exc,
+        )
+        return None
+    logger.info("headline sentiment: %s", model.name)
+    return model
+
+
+def sentiment_scorer() -> str:
+    """The scorer in use: ``headline-onnx:<data sha256 prefix>`` or ``vader-finance``."""
+    model = headline_model()
+    return VADER_SCORER if model is None else model.name
+
+
 def score_texts(texts: list[str]) -> np.ndarray:
-    """``score_text`` over a list; each distinct text is scored once (one article often names
-    several tickers, and VADER scores one string at a time)."""
+    """Sentiment in [-1, 1] of each headline, by the headline model (VADER when it is missing).
+
+    Each distinct text is scored once (one article often names several tickers).
+    """
     distinct, inverse = np.unique(np.asarray(texts, dtype=object).astype(str), return_inverse=True)
-    scores = np.array([score_text(t) for t in distinct], dtype="float64")
-    return scores[inverse] if len(texts) else scores
+    model = headline_model()
+    if model is None:
+        scores = np.array([vader_score(t) for t in distinct], dtype="float64")
+    else:
+        scores = model.scores(distinct.tolist())
+    return scores[inverse] if len(texts) else np.zeros(0)
+
+
+def score_text(text: str) -> float:
+    """``score_texts`` of one headline."""
+    return float(score_texts([text])[0])
 
 
 def plain_vader_score(text: str) -> float:
@@ -307,7 +348,7 @@ def daily_sentiment(news: pd.DataFrame) -> pd.DataFrame:
                 "news_count": [],
             }
         )
-    # the headline is what the lexicon was measured on; the summary stands in when it is empty
+    # the headline is what the model was trained on; the summary stands in when it is empty
     texts = frame["title"].where(frame["title"] != "", frame["summary"])
     scored = pd.DataFrame(
         {
