@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich import box
 from rich.console import Console
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from stockml.settings import Settings
@@ -45,38 +48,52 @@ DEFAULT_LOCAL_PORT = 5055
 def ingest(
     symbols: str = typer.Option(None, help="Comma-separated tickers (default: ingest.symbols)."),
     provider: str = typer.Option(
-        None, help="One provider instead of ingest.providers (e.g. sample, csv)."
+        None, help="One provider instead of ingest.providers (e.g. sample, csv, parquet)."
     ),
     path: str = typer.Option(
-        None, help="Folder or s3:// prefix of <SYMBOL>.csv files (implies --provider csv)."
+        None,
+        help="Folder or s3:// prefix of <SYMBOL>.csv files, or ONE multi-symbol .csv/.parquet "
+        "file with a symbol column (implies --provider csv, or parquet for .parquet).",
+    ),
+    universe: str = typer.Option(
+        None, help="A named universe of configs/config.yaml (universes:) instead of --symbols."
     ),
     start: str = typer.Option(
         None, help="First date of a new symbol's history (default: ingest.start)."
     ),
 ) -> None:
-    """Fetch what is missing since the last stored day and upsert it into the store."""
-    from rich.progress import Progress
+    """Fetch what is missing since the last stored day and upsert it into the store.
 
+    With --path FILE and neither --symbols nor --universe, every symbol of the file is ingested.
+    """
     from stockml.ingest import ingest_symbols
 
     settings = _settings()
     if path:
-        settings.ingest.csv_path = path
-        settings.ingest.providers = [provider or "csv"]
+        chosen = provider or ("parquet" if path.lower().endswith((".parquet", ".pq")) else "csv")
+        if chosen == "parquet":
+            settings.ingest.parquet_path = path
+        else:
+            settings.ingest.csv_path = path
+        settings.ingest.providers = [chosen]
     elif provider:
         settings.ingest.providers = [provider]
-    wanted = (
-        [s.strip() for s in symbols.split(",") if s.strip()] if symbols else settings.ingest.symbols
-    )
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("ingesting", total=len(wanted))
+    wanted = _wanted(settings, symbols, universe) or _file_symbols(settings, path)
+    wanted = wanted or settings.ingest.symbols
+    with _progress() as bars:
+        bars.start("ingest", len(wanted))
         report = ingest_symbols(
-            settings, symbols=wanted, start=start, progress=lambda _: bar.advance(task)
+            settings, symbols=wanted, start=start, progress=lambda _: bars.advance("ingest")
         )
     table = Table(title=f"ingested up to {report.end.date()}")
-    for column in ("symbol", "fetched", "written", "quarantined", "skipped", "readjusted", "ok"):
+    columns = ("symbol", "fetched", "written", "quarantined", "skipped", "readjusted", "ok")
+    for column in columns:
         table.add_column(column)
+    # a universe is hundreds of symbols: show the totals, and the symbols that need a look
+    many = len(report.symbols) > _MAX_ROWS
     for row in report.symbols:
+        if many and not (row.error or row.quarantined or row.readjusted):
+            continue
         table.add_row(
             row.symbol,
             str(row.fetched),
@@ -86,11 +103,103 @@ def ingest(
             str(row.readjusted),
             "no" if row.error else "yes",
         )
+    if many:
+        totals = report.totals()
+        table.add_row(
+            f"all {totals['symbols']}",
+            str(totals["fetched"]),
+            str(totals["written"]),
+            str(totals["quarantined"]),
+            str(totals["skipped"]),
+            str(totals["readjusted"]),
+            f"{totals['symbols'] - totals['failed']} ok",
+        )
     console.print(table)
     for row in report.failed:
         console.print(f"{row.symbol} failed: {row.error}", soft_wrap=True, markup=False)
     if report.failed:
         raise typer.Exit(code=1)
+
+
+# tables list at most this many symbols one per row; beyond, totals and the exceptions
+_MAX_ROWS = 30
+
+
+def _wanted(settings: Settings, symbols: str | None, universe: str | None) -> list[str] | None:
+    """``--symbols`` or ``--universe`` (not both), or None when neither is given."""
+    from stockml.universe import universe_symbols
+
+    if symbols and universe:
+        raise typer.BadParameter("give --symbols or --universe, not both")
+    if universe:
+        return universe_symbols(settings, universe)
+    return [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
+
+
+def _file_symbols(settings: Settings, path: str | None) -> list[str] | None:
+    """Every symbol of a multi-symbol file given as ``--path`` (None for a folder)."""
+    from stockml.providers.parquet import is_table_file, table_symbols
+
+    if not path or not is_table_file(path):
+        return None
+    return table_symbols(path, settings.store.endpoint_url, settings.store.region)
+
+
+class _Bars:
+    """Rich progress bars, one per task, driven by ``progress(task, done, total)`` callbacks."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, task: str, done: int, total: int) -> None:
+        if task not in self.tasks:
+            self.tasks[task] = self.progress.add_task(task, total=total)
+        self.progress.update(self.tasks[task], completed=done, total=total)
+
+    def start(self, task: str, total: int) -> None:
+        self(task, 0, total)
+
+    def advance(self, task: str) -> None:
+        self.progress.advance(self.tasks[task])
+
+
+@contextmanager
+def _progress() -> Iterator[_Bars]:
+    """Progress bars (count, elapsed, time left) while long work runs; logs print above them."""
+    import sys
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description:<14}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        # rich redirects stderr above the live bars; the log handlers still hold the real one
+        proxied = getattr(sys.stderr, "rich_proxied_file", None)
+        moved = [
+            h
+            for h in logging.getLogger().handlers
+            if isinstance(h, logging.StreamHandler) and proxied is not None and h.stream is proxied
+        ]
+        for handler in moved:
+            handler.setStream(sys.stderr)
+        try:
+            yield _Bars(progress)
+        finally:
+            for handler in moved:
+                handler.setStream(proxied)
 
 
 store_app = typer.Typer(help="Inspect the S3 Parquet store.", no_args_is_help=True)
@@ -229,20 +338,37 @@ def features(
     symbols: str = typer.Option(
         None, help="Comma-separated tickers (default: every symbol with raw bars)."
     ),
+    universe: str = typer.Option(
+        None,
+        help="A named universe (configs/config.yaml universes:): its symbols, and the peers of "
+        "the cross-sectional features (default: every symbol with raw bars).",
+    ),
 ) -> None:
     """Compute the new days' features from raw bars into the store's features/ table."""
     from stockml.features import FeatureConfig
     from stockml.features.pipeline import update_features
     from stockml.storage import Store
+    from stockml.universe import universe_symbols
 
     settings = _settings()
     wanted = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
-    report = update_features(Store.from_settings(settings.store), wanted, FeatureConfig.from_yaml())
+    peers = universe_symbols(settings, universe) if universe else None
+    with _progress() as bars:
+        report = update_features(
+            Store.from_settings(settings.store),
+            wanted,
+            FeatureConfig.from_yaml(),
+            universe=peers,
+            progress=bars,
+        )
     table = Table(title="features written")
     table.add_column("symbol")
     table.add_column("rows")
-    for symbol, rows in sorted(report.rows.items()):
+    written = sorted(report.rows.items())
+    for symbol, rows in written if len(written) <= _MAX_ROWS else []:
         table.add_row(symbol, str(rows))
+    if len(written) > _MAX_ROWS:
+        table.add_row(f"all {len(written)}", str(sum(report.rows.values())))
     for symbol, why in sorted(report.skipped.items()):
         table.add_row(symbol, f"skipped: {why}")
     console.print(table)
