@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import BaseModel, Field
 
 from stockml import evaluation
@@ -45,6 +44,7 @@ from stockml.models import (
 )
 from stockml.models.ensemble import combine, fit_weights
 from stockml.models.onnx_utils import run_onnx
+from stockml.models.sequences import WindowedRows
 from stockml.sessions import SessionTable
 from stockml.settings import load_yaml_config
 
@@ -207,7 +207,7 @@ class Samples:
     dates: np.ndarray
     close: np.ndarray
     tabular: np.ndarray  # [n, F] float32: the session's scaled feature row
-    sequence: np.ndarray  # [n, window, F] float32: the window of rows ending at the session
+    sequence: WindowedRows  # [n, window, F] float32: the window of rows ending at the session
     y: np.ndarray  # [n, H] forward log returns (NaN where the future is unknown)
 
     def __len__(self) -> int:
@@ -223,7 +223,7 @@ class Samples:
             self.y[mask],
         )
 
-    def x(self, model: Model) -> np.ndarray:
+    def x(self, model: Model) -> np.ndarray | WindowedRows:
         return self.sequence if model.kind == "sequence" else self.tabular
 
     def within(self, days: pd.DatetimeIndex, labelled: bool = True) -> Samples:
@@ -238,33 +238,43 @@ def make_samples(frame: pd.DataFrame, spec: FeatureSpec, target_names: list[str]
     """Scale ``frame`` with ``spec`` and cut it into aligned tabular rows and sequences.
 
     The tabular row of a session is the last row of its sequence, so every model sees the
-    same information and all are scored on the same sessions.
+    same information and all are scored on the same sessions. The sequences are windows of
+    ONE scaled feature matrix by reference (:class:`WindowedRows`), not ``window`` copies of
+    every row: a universe's sequences would not fit in memory.
     """
     window = spec.window
     parts: list[tuple[Any, ...]] = []
-    for _symbol, rows in frame.groupby("symbol", sort=True):
+    blocks: list[np.ndarray] = []
+    short: list[str] = []
+    for symbol, rows in frame.groupby("symbol", sort=True):
         if len(rows) < window:
-            logger.warning(
-                "%s has %d rows, fewer than the window %d: skipped", _symbol, len(rows), window
-            )
+            short.append(str(symbol))
             continue
         scaled = spec.transform(rows)
-        windows = sliding_window_view(scaled, (window, scaled.shape[1]))[:, 0]
         keep = slice(window - 1, None)
+        blocks.append(scaled)
         parts.append(
             (
                 rows["symbol"].to_numpy()[keep],
                 rows["date"].to_numpy()[keep],
                 rows["close"].to_numpy(np.float64)[keep],
                 scaled[keep],
-                windows,
                 rows[target_names].to_numpy(np.float64)[keep],
             )
         )
+    if short:
+        # one line for all: a universe has a few late listings, the log stays readable
+        logger.warning(
+            "%d symbol(s) have fewer rows than the window %d and are skipped: %s",
+            len(short),
+            window,
+            ", ".join(short[:10]) + (" ..." if len(short) > 10 else ""),
+        )
     if not parts:
         raise FeatureError(f"no symbol has the {window} rows one input window needs")
-    columns = list(zip(*parts, strict=True))
-    return Samples(*(np.concatenate(c) for c in columns))
+    symbols, dates, close, tabular, y = (np.concatenate(c) for c in zip(*parts, strict=True))
+    sequence = WindowedRows.from_blocks(blocks, window)
+    return Samples(symbols, dates, close, tabular, sequence, y)
 
 
 def labelled_days(samples: Samples) -> pd.DatetimeIndex:
