@@ -397,10 +397,11 @@ def train_command(
 
     settings = _settings()
     if mlflow:
-        with tracking_server(settings.mlflow.tracking_uri) as uri:
-            summary = run_training(settings, _symbol_list(symbols), tracking_uri=uri)
+        with tracking_server(settings.mlflow.tracking_uri) as uri, _progress() as bars:
+            summary = run_training(settings, _symbol_list(symbols), tracking_uri=uri, progress=bars)
     else:
-        summary = run_training(settings, _symbol_list(symbols))
+        with _progress() as bars:
+            summary = run_training(settings, _symbol_list(symbols), progress=bars)
     if as_json:
         _print_json(summary)
         return
@@ -432,7 +433,8 @@ def evaluate_command(
     """Walk-forward evaluation of every model beside the naive and drift baselines."""
     from stockml.train import run_evaluation
 
-    report = run_evaluation(_settings(), _symbol_list(symbols))
+    with _progress() as bars:
+        report = run_evaluation(_settings(), _symbol_list(symbols), progress=bars)
     text = json.dumps(report, indent=2)
     if output:
         Path(output).write_text(text)

@@ -45,6 +45,7 @@ from stockml.models import (
 from stockml.models.ensemble import combine, fit_weights
 from stockml.models.onnx_utils import run_onnx
 from stockml.models.sequences import WindowedRows
+from stockml.progress import ProgressFn
 from stockml.sessions import SessionTable
 from stockml.settings import load_yaml_config
 
@@ -307,10 +308,15 @@ class FittedSet:
 
 
 def fit_candidates(
-    data: Dataset, config: ModelConfig, fit_days: pd.DatetimeIndex, val_days: pd.DatetimeIndex
+    data: Dataset,
+    config: ModelConfig,
+    fit_days: pd.DatetimeIndex,
+    val_days: pd.DatetimeIndex,
+    on_fit: Callable[[str], None] | None = None,
 ) -> tuple[FittedSet, Samples]:
     """Fit scaler, models, baselines, ensemble weights and intervals on one window.
 
+    ``on_fit(model name)`` is called after each model is fitted (progress).
     Returns the fitted set and the samples of the whole frame scaled with its FeatureSpec.
     """
     frame = clean_frame(data.frame, data.feature_names, data.target_names)
@@ -332,6 +338,8 @@ def fit_candidates(
         started = time.perf_counter()
         models[model.name] = model.fit(fit.x(model), fit.y, val.x(model), val.y)
         seconds[model.name] = time.perf_counter() - started
+        if on_fit is not None:
+            on_fit(model.name)
     baselines: dict[str, Model] = {
         b.name: b.fit(fit.tabular, fit.y, val.tabular, val.y) for b in (NaiveModel(), DriftModel())
     }
@@ -348,6 +356,20 @@ def fit_candidates(
 
 
 # --------------------------------------------------------------------------- evaluation
+
+
+class _Steps:
+    """Counts finished steps of one task and reports them to a progress callback."""
+
+    def __init__(self, task: str, total: int, progress: ProgressFn | None) -> None:
+        self.task, self.total, self.done, self.progress = task, total, 0, progress
+        if progress is not None:
+            progress(task, 0, total)
+
+    def advance(self, _what: str = "") -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.task, self.done, self.total)
 
 
 @dataclass
@@ -367,8 +389,13 @@ class WalkForward:
         return evaluation.json_safe({"folds": self.folds, "models": self.metrics})
 
 
-def walk_forward(data: Dataset, config: ModelConfig) -> WalkForward:
+def walk_forward(
+    data: Dataset, config: ModelConfig, progress: ProgressFn | None = None
+) -> WalkForward:
     """Expanding-window walk-forward over all symbols, with a purge of H sessions.
+
+    ``progress("walk-forward", models fitted, folds x models)`` follows the fits; the log
+    gets one line per fold.
 
     Raises:
         ModelError: too little data for the folds.
@@ -385,8 +412,9 @@ def walk_forward(data: Dataset, config: ModelConfig) -> WalkForward:
     preds: dict[str, list[np.ndarray]] = {}
     ys, syms, dates, folds = [], [], [], []
     importance: dict[str, dict[str, float]] = {}
+    steps = _Steps("walk-forward", len(splits) * len(config.models), progress)
     for split in splits:
-        fitted, samples = fit_candidates(data, config, split.fit, split.val)
+        fitted, samples = fit_candidates(data, config, split.fit, split.val, steps.advance)
         test = samples.within(split.test)
         fold_pred = fitted.predict(test)
         for name, pred in fold_pred.items():
@@ -555,7 +583,11 @@ def new_version() -> str:
 
 
 def train(
-    data: Dataset, config: ModelConfig, workdir: Path, version: str | None = None
+    data: Dataset,
+    config: ModelConfig,
+    workdir: Path,
+    version: str | None = None,
+    progress: ProgressFn | None = None,
 ) -> TrainResult:
     """Walk-forward evaluation, final fit, ONNX export, parity, the gate and the bundle.
 
@@ -564,9 +596,10 @@ def train(
         config: models and evaluation settings.
         workdir: the bundle is written to ``workdir/<version>/``.
         version: the bundle version (default: ``new_version()``).
+        progress: called as ``progress(task, done, total)`` (walk-forward, final fit).
     """
     version = version or new_version()
-    wf = walk_forward(data, config)
+    wf = walk_forward(data, config, progress)
     # final fit: all history; the last validation slice early-stops, weighs and checks parity
     frame = clean_frame(data.frame, data.feature_names, data.target_names)
     known = np.isfinite(frame[data.target_names].to_numpy(np.float64)).all(axis=1)
@@ -574,7 +607,8 @@ def train(
     fit_days, val_days = evaluation.split_fit_val(
         days, config.evaluation.val_fraction, purge=data.horizon
     )
-    fitted, _samples = fit_candidates(data, config, fit_days, val_days)
+    final = _Steps("final fit", len(config.models), progress)
+    fitted, _samples = fit_candidates(data, config, fit_days, val_days, final.advance)
     val = fitted.val
     onnx_models = {name: m.to_onnx() for name, m in fitted.models.items()}
     parity = {
@@ -664,7 +698,11 @@ def publish_bundle(store: Any, result: TrainResult, promote: bool) -> list[str]:
 
 
 def load_dataset(
-    store: Any, symbols: list[str], feature_config: Any, history_sessions: int | None = None
+    store: Any,
+    symbols: list[str],
+    feature_config: Any,
+    history_sessions: int | None = None,
+    progress: ProgressFn | None = None,
 ) -> Dataset:
     """Features of ``symbols`` computed from the store's raw bars with ``build_features``.
 
@@ -693,7 +731,11 @@ def load_dataset(
         else pd.DataFrame()
     )
     frame = build_features(
-        bars, None if market.empty else market, None if news.empty else news, feature_config
+        bars,
+        None if market.empty else market,
+        None if news.empty else news,
+        feature_config,
+        progress=progress,
     )
     if history_sessions is not None:
         frame = frame.groupby("symbol", sort=False, group_keys=False).tail(history_sessions)
@@ -719,6 +761,7 @@ def run_training(
     tracking_uri: str | None = None,
     workdir: Path | None = None,
     log_models: bool = True,
+    progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """The training job: store -> features -> train -> MLflow -> bundle in the store.
 
@@ -730,6 +773,7 @@ def run_training(
             promoted by the same gate).
         workdir: local folder for the bundle (default: a temporary folder).
         log_models: log every model to MLflow in its native flavour and as ONNX.
+        progress: called as ``progress(task, done, total)`` (features, walk-forward, final fit).
 
     Returns:
         A summary: version, gate, aliases, keys written, headline metrics.
@@ -743,8 +787,8 @@ def run_training(
     config = config or ModelConfig.from_yaml()
     store = Store.from_settings(settings.store)
     symbols = symbols or default_symbols(settings, feature_config)
-    data = load_dataset(store, symbols, feature_config, config.history_sessions)
-    result = train(data, config, workdir or scratch_dir())
+    data = load_dataset(store, symbols, feature_config, config.history_sessions, progress)
+    result = train(data, config, workdir or scratch_dir(), progress=progress)
     record = None
     if tracking_uri:
         folder = find_config_dir()
@@ -791,7 +835,10 @@ def run_training(
 
 
 def run_evaluation(
-    settings: Any, symbols: list[str] | None = None, config: ModelConfig | None = None
+    settings: Any,
+    symbols: list[str] | None = None,
+    config: ModelConfig | None = None,
+    progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Walk-forward evaluation only (nothing exported): the JSON report of every model and baseline."""
     from stockml.features import FeatureConfig
@@ -801,8 +848,8 @@ def run_evaluation(
     config = config or ModelConfig.from_yaml()
     store = Store.from_settings(settings.store)
     symbols = symbols or default_symbols(settings, feature_config)
-    data = load_dataset(store, symbols, feature_config, config.history_sessions)
-    report = walk_forward(data, config).report()
+    data = load_dataset(store, symbols, feature_config, config.history_sessions, progress)
+    report = walk_forward(data, config, progress).report()
     report["symbols"] = data.symbols
     report["horizon"] = data.horizon
     report["cost_bps"] = config.evaluation.cost_bps

@@ -111,9 +111,15 @@ def test_a_named_universe_limits_the_peers_and_the_rows(
     store.upsert_bars(pd.concat([group_a, group_b, market_history]))
     peers = sorted(group_a["symbol"].unique())
     # WHEN the features of group A are computed as a universe of its own
-    report = update_features(store, None, CONFIG, universe=peers)
+    calls: list[tuple[str, int, int]] = []
+    report = update_features(
+        store, None, CONFIG, universe=peers, progress=lambda *call: calls.append(call)
+    )
     # THEN only its rows are written, ranked among themselves only
     assert sorted(report.rows) == peers
+    # AND each stage reported its progress up to its total (symbols computed, written, served)
+    last = {task: (done, total) for task, done, total in calls}
+    assert last == {"features": (6, 6), "write": (6, 6), "windows": (6, 6)}
     stored = store.read_table(store.features_prefix, peers).reset_index(drop=True)
     alone = build_features(group_a, market_history, None, CONFIG)
     np.testing.assert_allclose(
