@@ -703,11 +703,17 @@ def load_dataset(
     feature_config: Any,
     history_sessions: int | None = None,
     progress: ProgressFn | None = None,
+    universe: list[str] | None = None,
 ) -> Dataset:
     """Features of ``symbols`` computed from the store's raw bars with ``build_features``.
 
     ``history_sessions`` keeps each symbol's most recent sessions only (after the features
     are computed on the whole history, so indicators are warmed up).
+
+    Cross-sectional features rank each symbol against its peers: they are computed over the
+    same universe the feature pipeline uses (``universe``, default every symbol with raw
+    bars), whatever ``symbols`` are trained on, or training would see other values than the
+    stored rows serving reads.
 
     Training recomputes features from raw bars (plus the market symbols and the news the
     feature config names) instead of reading ``features/``: ``stockml train`` then works right
@@ -724,6 +730,17 @@ def load_dataset(
     missing = [s for s in symbols if s not in found]
     if missing:
         raise FeatureError(f"no bars in the store for {missing}: run `stockml ingest` first")
+    if feature_config.cross_section.enabled:
+        context = set(symbols) | set(feature_config.market.symbols)
+        peers = [
+            s for s in (universe or sorted(store.last_dates(store.raw_prefix))) if s not in context
+        ]
+        if peers:
+            more = store.read_bars(peers)
+            counts = more.groupby("symbol").size()
+            # peers too short for the warm-up output no row, so they are no peers
+            ready = counts[counts > feature_config.warmup_rows()].index
+            bars = pd.concat([bars, more[more["symbol"].isin(ready)]], ignore_index=True)
     market = store.read_bars(list(feature_config.market.symbols))
     news = (
         store.read_table(store.news_prefix, symbols)
@@ -737,6 +754,7 @@ def load_dataset(
         feature_config,
         progress=progress,
     )
+    frame = frame[frame["symbol"].isin(symbols)].reset_index(drop=True)
     if history_sessions is not None:
         frame = frame.groupby("symbol", sort=False, group_keys=False).tail(history_sessions)
         frame = frame.reset_index(drop=True)

@@ -127,6 +127,29 @@ def test_a_named_universe_limits_the_peers_and_the_rows(
     )
 
 
+def test_training_sees_the_cross_sections_serving_reads(
+    store_settings: StoreSettings, market_history: pd.DataFrame
+) -> None:
+    # GIVEN a universe's features in the store, computed by the pipeline over all its stocks
+    from stockml.train import load_dataset
+
+    bars = make_universe(n_symbols=8, start="2016-06-01", end="2017-01-31")
+    store = Store.from_settings(store_settings)
+    store.upsert_bars(pd.concat([bars, market_history]))
+    update_features(store, None, CONFIG)
+    # WHEN training loads two of the stocks
+    data = load_dataset(store, ["U02", "U05"], CONFIG)
+    # THEN it gets only their rows, with the cross-sections of the whole universe: the very
+    # values of the stored rows (computed over the two alone they would differ)
+    assert sorted(data.frame["symbol"].unique()) == ["U02", "U05"]
+    stored = store.read_table(store.features_prefix, ["U02", "U05"]).reset_index(drop=True)
+    xs = [c for c in feature_columns(CONFIG) if c.startswith("xs_")]
+    assert (stored[xs].abs().sum() > 0).all()
+    np.testing.assert_allclose(
+        data.frame[xs].to_numpy(float), stored[xs].to_numpy(float), rtol=1e-9, atol=1e-12
+    )
+
+
 @pytest.fixture(scope="module")
 def market_history() -> pd.DataFrame:
     """^GSPC, ^IXIC and ^VIX (arch) over the universe's years."""
