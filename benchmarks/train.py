@@ -1,4 +1,5 @@
-"""Training time per model and ONNX Runtime vs native inference latency, on the sample data.
+"""Training time per model and ONNX Runtime vs native inference latency, on the sample data;
+with ``--universe PATH``, the LSTM's fit throughput over a universe against a bare torch loop.
 
 Data: the embedded MSFT history (pmdarima, up to 2017-11-10) with ^GSPC/^IXIC/^VIX context
 (arch), through the real feature library (configs/feature_config.yaml). Models: the
@@ -14,6 +15,30 @@ members / sum of their ORT single-row latencies.
 
     python benchmarks/train.py                     # CPU, ~minutes here
     python benchmarks/train.py --device cuda       # training on a GPU (latency stays on CPU)
+
+Universe mode (``--universe FILE``: one multi-symbol price table, e.g. the 398-stock S&P 500
+file): features of the first ``--symbols`` symbols through the feature library (no market
+series, no news), windows of the configured length as the training job builds them, then
+
+- ``project``: ``LSTMModel.fit`` as the job calls it (model_config.yaml's network, a batch of
+  ``--batch-size``), run for exactly ``--epochs`` epochs (early stopping off), timed from
+  host arrays to fitted model;
+- ``bare``: the shortest torch loop of the same shapes (same network, batch, epochs,
+  validation pass, bf16 autocast and loss scaling on CUDA), its windows materialised on the
+  device BEFORE the clock starts (``bare_upload_seconds``, not counted), no early stopping,
+  no copies of the best weights: what the hardware gives the loop alone;
+- ``gpu_loop_ratio`` = project samples/s / bare samples/s (goal >= 0.75);
+- with ``--cpu-epochs N`` on a GPU host, the project fit on the same host's CPU too, on the
+  first ``--cpu-windows`` windows (``lstm_gpu_speedup`` = GPU samples/s / CPU samples/s).
+
+``*_process_seconds`` are the process's CPU time: on a shared CPU-only machine the wall clock
+includes waiting for a core, so compare those there.
+
+    python benchmarks/train.py --universe FILE --symbols 40            # CPU, here
+    python benchmarks/train.py --universe FILE --device cuda --cpu-epochs 1
+
+It needs torch, numpy, pandas, pyarrow, scipy, onnx and the feature library's pydantic,
+pydantic-settings and pyyaml; not xgboost, lightgbm, mlflow, ta or exchange-calendars.
 
 The last line printed is one JSON object.
 """
@@ -70,7 +95,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=300, help="calls per single-row latency")
     parser.add_argument("--batch", type=int, default=256, help="rows per batch latency")
     parser.add_argument("--epochs", type=int, default=None, help="override lstm.max_epochs")
+    parser.add_argument("--universe", default=None, help="a multi-symbol price table (LSTM mode)")
+    parser.add_argument("--symbols", type=int, default=None, help="universe: the first N symbols")
+    parser.add_argument("--batch-size", type=int, default=None, help="universe: lstm batch size")
+    parser.add_argument("--cpu-epochs", type=int, default=0, help="universe: also fit on the CPU")
+    parser.add_argument(
+        "--cpu-windows", type=int, default=50_000, help="universe: windows of the CPU fit"
+    )
     args = parser.parse_args()
+    if args.universe:
+        universe_lstm(args)
+        return
 
     import onnxruntime as ort
     import torch
@@ -181,6 +216,210 @@ def main() -> None:
         "onnx_ensemble_single_row_us": onnx_sum,
         "onnx_ensemble_single_row_speedup": native_sum / onnx_sum,
     }
+    print(json.dumps(result))
+
+
+# ------------------------------------------------------------------------ universe mode
+
+
+def universe_samples(
+    path: str, symbols: int | None, window: int
+) -> tuple[Any, Any, dict[str, Any]]:
+    """Fit and validation samples of a universe file, as the training job builds them."""
+    from stockml.bundle import FeatureSpec
+    from stockml.features import FeatureConfig, build_features, feature_columns, target_columns
+    from stockml.train import clean_frame, make_samples
+
+    table = pd.read_parquet(path) if not path.endswith(".csv") else pd.read_csv(path)
+    table = table.rename(columns=str.lower).rename(columns={"adj close": "adj_close"})
+    config = FeatureConfig.from_yaml()
+    counts = table.groupby("symbol").size()
+    keep = sorted(counts[counts > config.warmup_rows() + window].index)[:symbols]
+    bars = table[table["symbol"].isin(keep)].assign(source="file")
+    started = time.perf_counter()
+    frame = build_features(bars, None, None, config)
+    feature_seconds = time.perf_counter() - started
+    names, targets = feature_columns(config), target_columns(config)
+    frame = clean_frame(frame, names, targets)
+    frame = frame[np.isfinite(frame[targets].to_numpy()).all(axis=1)]
+    days = np.sort(frame["date"].unique())
+    cut = days[int(len(days) * 0.85)]
+    spec = FeatureSpec.fit(frame[frame["date"] < cut], names, window=window, horizon=len(targets))
+    samples = make_samples(frame, spec, targets)
+    info = {
+        "symbols": len(keep),
+        "bars": len(bars),
+        "feature_rows": len(frame),
+        "n_features": len(names),
+        "horizon": len(targets),
+        "features_seconds": feature_seconds,
+    }
+    return samples.take(samples.dates < cut), samples.take(samples.dates >= cut), info
+
+
+def project_fit(
+    config: Any, device: str, epochs: int, batch: int, fit: Any, val: Any
+) -> tuple[float, Any]:
+    """Seconds of ``LSTMModel.fit`` for exactly ``epochs`` epochs, and the fitted model."""
+    import torch
+
+    from stockml.models import LSTMModel
+
+    model = LSTMModel(
+        **{
+            **config.lstm.model_dump(),
+            "max_epochs": epochs,
+            "patience": epochs + 1,
+            "batch_size": batch,
+        },
+        seed=config.seed,
+        device=device,
+    )
+    started = time.perf_counter()
+    model.fit(fit.sequence, fit.y, val.sequence, val.y)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - started, model
+
+
+def bare_fit(
+    config: Any, device: str, epochs: int, batch: int, fit: Any, val: Any
+) -> tuple[float, float]:
+    """The shortest torch loop of the same shapes (see the module docstring).
+
+    Returns the seconds of its epochs (data already on the device: the loop alone) and the
+    seconds it took to materialise and upload its windows beforehand.
+    """
+    import contextlib
+
+    import torch
+    from torch import nn
+
+    lstm_config = config.lstm
+    cuda = device.startswith("cuda")
+    torch.manual_seed(config.seed)
+    started = time.perf_counter()
+    x = torch.as_tensor(np.asarray(fit.sequence), device=device)
+    y = torch.as_tensor(fit.y, dtype=torch.float32, device=device)
+    xv = torch.as_tensor(np.asarray(val.sequence), device=device)
+    yv = torch.as_tensor(val.y, dtype=torch.float32, device=device)
+    lstm = nn.LSTM(x.shape[2], lstm_config.hidden_size, lstm_config.num_layers, batch_first=True)
+    head = nn.Linear(lstm_config.hidden_size, y.shape[1])
+    lstm, head = lstm.to(device), head.to(device)
+    params = [*lstm.parameters(), *head.parameters()]
+    optimizer = torch.optim.Adam(params, lr=lstm_config.learning_rate, fused=True if cuda else None)
+    scaler = torch.amp.GradScaler("cuda", enabled=cuda)
+    autocast = (
+        (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+    )
+    if cuda:
+        torch.cuda.synchronize()
+    upload = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), device=device)
+        for start in range(0, len(x), batch):
+            idx = order[start : start + batch]
+            optimizer.zero_grad(set_to_none=True)
+            with autocast():
+                out = head(lstm(x[idx])[0][:, -1, :])
+            loss = nn.functional.mse_loss(out.float(), y[idx])
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        val_loss = torch.zeros((), device=device)
+        with torch.no_grad():
+            for start in range(0, len(xv), 8192):
+                with autocast():
+                    out = head(lstm(xv[start : start + 8192])[0][:, -1, :])
+                val_loss += nn.functional.mse_loss(
+                    out.float(), yv[start : start + 8192], reduction="sum"
+                )
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - started, upload
+
+
+def universe_lstm(args: argparse.Namespace) -> None:
+    """The universe mode: LSTM fit throughput, project vs bare loop (see the docstring)."""
+    import resource
+
+    import torch
+
+    from stockml.train import ModelConfig
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA device")
+    device = (
+        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    )
+    config = ModelConfig.from_yaml()
+    epochs = args.epochs or 3
+    batch = args.batch_size or config.lstm.batch_size
+    fit, val, info = universe_samples(args.universe, args.symbols, config.window)
+    print(
+        f"device={device} torch={torch.__version__} symbols={info['symbols']} "
+        f"bars={info['bars']} fit windows={len(fit)} val windows={len(val)} "
+        f"features={info['n_features']} window={config.window} batch={batch} epochs={epochs} "
+        f"(features computed in {info['features_seconds']:.1f} s)"
+    )
+    # warm-up: CUDA context, cuDNN plans, allocator; not timed
+    warm = fit.take(np.arange(len(fit)) < 2 * batch)
+    project_fit(config, device, 1, batch, warm, val.take(np.arange(len(val)) < batch))
+    bare_fit(config, device, 1, batch, warm, val.take(np.arange(len(val)) < batch))
+    del warm
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    cpu_clock = time.process_time()
+    project_s, model = project_fit(config, device, epochs, batch, fit, val)
+    project_cpu = time.process_time() - cpu_clock
+    project_peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else None
+    cpu_clock = time.process_time()
+    bare_s, bare_upload = bare_fit(config, device, epochs, batch, fit, val)
+    bare_cpu = time.process_time() - cpu_clock
+    samples = epochs * len(fit)
+    result: dict[str, Any] = {
+        "mode": "universe_lstm",
+        "device": device,
+        "cuda_device": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
+        "torch": torch.__version__,
+        **info,
+        "window": config.window,
+        "fit_windows": len(fit),
+        "val_windows": len(val),
+        "batch_size": batch,
+        "epochs": epochs,
+        "hidden_size": config.lstm.hidden_size,
+        "num_layers": config.lstm.num_layers,
+        "project_fit_seconds": project_s,
+        "project_samples_per_s": samples / project_s,
+        "bare_fit_seconds": bare_s,
+        "bare_upload_seconds": bare_upload,
+        "bare_samples_per_s": samples / bare_s,
+        "gpu_loop_ratio": (samples / project_s) / (samples / bare_s),
+        "project_process_seconds": project_cpu,
+        "bare_process_seconds": bare_cpu,
+        "project_cuda_peak_mb": None if project_peak is None else project_peak / 2**20,
+        "val_loss": model.history_[-1]["val_loss"],
+    }
+    print(
+        f"project LSTMModel.fit {project_s:8.2f} s  {result['project_samples_per_s']:10.0f} samples/s"
+    )
+    print(f"bare torch loop       {bare_s:8.2f} s  {result['bare_samples_per_s']:10.0f} samples/s")
+    print(f"gpu_loop_ratio (project / bare) {result['gpu_loop_ratio']:.3f}")
+    if args.cpu_epochs and device.startswith("cuda"):
+        part = fit.take(np.arange(len(fit)) < args.cpu_windows)
+        cpu_s, _ = project_fit(config, "cpu", args.cpu_epochs, batch, part, val)
+        result["cpu_threads"] = torch.get_num_threads()
+        result["cpu_fit_windows"] = len(part)
+        result["cpu_fit_seconds"] = cpu_s
+        result["cpu_samples_per_s"] = args.cpu_epochs * len(part) / cpu_s
+        result["lstm_gpu_speedup"] = result["project_samples_per_s"] / result["cpu_samples_per_s"]
+        print(
+            f"same fit on the host CPU ({torch.get_num_threads()} threads): "
+            f"{result['cpu_samples_per_s']:.0f} samples/s; GPU speed-up {result['lstm_gpu_speedup']:.1f}x"
+        )
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
 
 

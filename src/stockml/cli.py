@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import typer
 from rich import box
 from rich.console import Console
+from rich.progress import Progress, TaskID
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -180,45 +182,59 @@ DEFAULT_LOCAL_PORT = 5055
 def ingest(
     symbols: str = typer.Option(None, help="Comma-separated tickers (default: ingest.symbols)."),
     provider: str = typer.Option(
-        None, help="One provider instead of ingest.providers (e.g. sample, csv)."
+        None, help="One provider instead of ingest.providers (e.g. sample, csv, parquet)."
     ),
     path: str = typer.Option(
-        None, help="Folder or s3:// prefix of <SYMBOL>.csv files (implies --provider csv)."
+        None,
+        help="Folder or s3:// prefix of <SYMBOL>.csv files, or ONE multi-symbol .csv/.parquet "
+        "file with a symbol column (implies --provider csv, or parquet for .parquet).",
+    ),
+    universe: str = typer.Option(
+        None, help="A named universe of configs/config.yaml (universes:) instead of --symbols."
     ),
     start: str = typer.Option(
         None, help="First date of a new symbol's history (default: ingest.start)."
     ),
 ) -> None:
-    """Fetch what is missing since the last stored day and upsert it into the store."""
-    from rich.progress import Progress
+    """Fetch what is missing since the last stored day and upsert it into the store.
 
+    With --path FILE and neither --symbols nor --universe, every symbol of the file is ingested.
+    """
     from stockml.ingest import ingest_symbols
     from stockml.providers import build_providers
 
     first = _date_option(start, "--start")
     settings = _settings()
     if path:
-        settings.ingest.csv_path = path
-        settings.ingest.providers = [provider or "csv"]
+        chosen = provider or ("parquet" if path.lower().endswith((".parquet", ".pq")) else "csv")
+        if chosen == "parquet":
+            settings.ingest.parquet_path = path
+        else:
+            settings.ingest.csv_path = path
+        settings.ingest.providers = [chosen]
     elif provider:
         settings.ingest.providers = [provider]
-    wanted = _symbol_list(symbols) or settings.ingest.symbols
+    wanted = _wanted(settings, symbols, universe) or _file_symbols(settings, path)
+    wanted = wanted or settings.ingest.symbols
     source = build_providers(settings)  # a configuration error stops here, before any work
-    # no bar when the output is not a terminal: it would leave a blank line behind
-    with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
-        task = bar.add_task("ingesting", total=len(wanted))
+    with _progress() as bars:
+        bars.start("ingest", len(wanted))
         report = ingest_symbols(
             settings,
             symbols=wanted,
             start=first,
             provider=source,
-            progress=lambda _: bar.advance(task),
+            progress=lambda _: bars.advance("ingest"),
         )
     table = Table(title=f"ingested up to {report.end.date()}")
     columns = ("symbol", "fetched", "written", "quarantined", "flagged", "skipped", "readjusted")
     for column in (*columns, "ok"):
         table.add_column(column)
+    # a universe is hundreds of symbols: show the totals, and the symbols that need a look
+    many = len(report.symbols) > _MAX_ROWS
     for row in report.symbols:
+        if many and not (row.error or row.quarantined or row.readjusted):
+            continue
         table.add_row(
             row.symbol,
             str(row.fetched),
@@ -229,11 +245,104 @@ def ingest(
             str(row.readjusted),
             "no" if row.error else "yes",
         )
+    if many:
+        totals = report.totals()
+        table.add_row(
+            f"all {totals['symbols']}",
+            str(totals["fetched"]),
+            str(totals["written"]),
+            str(totals["quarantined"]),
+            str(totals["flagged"]),
+            str(totals["skipped"]),
+            str(totals["readjusted"]),
+            f"{totals['symbols'] - totals['failed']} ok",
+        )
     console.print(table)
     for row in report.failed:
         console.print(f"{row.symbol} failed: {row.error}", soft_wrap=True, markup=False)
     if report.failed:
         raise typer.Exit(code=1)
+
+
+# tables list at most this many symbols one per row; beyond, totals and the exceptions
+_MAX_ROWS = 30
+
+
+def _wanted(settings: Settings, symbols: str | None, universe: str | None) -> list[str] | None:
+    """``--symbols`` or ``--universe`` (not both), or None when neither is given."""
+    from stockml.universe import universe_symbols
+
+    if symbols and universe:
+        raise typer.BadParameter("give --symbols or --universe, not both")
+    if universe:
+        return universe_symbols(settings, universe)
+    return _symbol_list(symbols)
+
+
+def _file_symbols(settings: Settings, path: str | None) -> list[str] | None:
+    """Every symbol of a multi-symbol file given as ``--path`` (None for a folder)."""
+    from stockml.providers.parquet import is_table_file, table_symbols
+
+    if not path or not is_table_file(path):
+        return None
+    return table_symbols(path, settings.store.endpoint_url, settings.store.region)
+
+
+class _Bars:
+    """Rich progress bars, one per task, driven by ``progress(task, done, total)`` callbacks."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {}
+
+    def __call__(self, task: str, done: int, total: int) -> None:
+        if task not in self.tasks:
+            self.tasks[task] = self.progress.add_task(task, total=total)
+        self.progress.update(self.tasks[task], completed=done, total=total)
+
+    def start(self, task: str, total: int) -> None:
+        self(task, 0, total)
+
+    def advance(self, task: str) -> None:
+        self.progress.advance(self.tasks[task])
+
+
+@contextmanager
+def _progress() -> Iterator[_Bars]:
+    """Progress bars (count, elapsed, time left) while long work runs; logs print above them."""
+    import sys
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description:<14}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        # rich redirects stderr above the live bars; the log handlers still hold the real one
+        proxied = getattr(sys.stderr, "rich_proxied_file", None)
+        moved = [
+            h
+            for h in logging.getLogger().handlers
+            if isinstance(h, logging.StreamHandler) and proxied is not None and h.stream is proxied
+        ]
+        for handler in moved:
+            handler.setStream(sys.stderr)
+        try:
+            yield _Bars(progress)
+        finally:
+            for handler in moved:
+                handler.setStream(proxied)
 
 
 store_app = typer.Typer(help="Inspect the S3 Parquet store.", no_args_is_help=True)
@@ -405,20 +514,37 @@ def features(
     symbols: str = typer.Option(
         None, help="Comma-separated tickers (default: every symbol with raw bars)."
     ),
+    universe: str = typer.Option(
+        None,
+        help="A named universe (configs/config.yaml universes:): its symbols, and the peers of "
+        "the cross-sectional features (default: every symbol with raw bars).",
+    ),
 ) -> None:
     """Compute the new days' features from raw bars into the store's features/ table."""
     from stockml.features import FeatureConfig
     from stockml.features.pipeline import update_features
     from stockml.storage import Store
+    from stockml.universe import universe_symbols
 
     wanted = _symbol_list(symbols)
     settings = _settings()
-    report = update_features(Store.from_settings(settings.store), wanted, FeatureConfig.from_yaml())
+    peers = universe_symbols(settings, universe) if universe else None
+    with _progress() as bars:
+        report = update_features(
+            Store.from_settings(settings.store),
+            wanted,
+            FeatureConfig.from_yaml(),
+            universe=peers,
+            progress=bars,
+        )
     table = Table(title="features written")
     table.add_column("symbol")
     table.add_column("rows")
-    for symbol, rows in sorted(report.rows.items()):
+    written = sorted(report.rows.items())
+    for symbol, rows in written if len(written) <= _MAX_ROWS else []:
         table.add_row(symbol, str(rows))
+    if len(written) > _MAX_ROWS:
+        table.add_row(f"all {len(written)}", str(sum(report.rows.values())))
     for symbol, why in sorted(report.skipped.items()):
         table.add_row(symbol, f"skipped: {why}")
     for symbol in sorted(report.failed):
@@ -477,10 +603,11 @@ def train_command(
 
     settings = _settings()
     if mlflow:
-        with tracking_server(settings.mlflow.tracking_uri) as uri:
-            summary = run_training(settings, _symbol_list(symbols), tracking_uri=uri)
+        with tracking_server(settings.mlflow.tracking_uri) as uri, _progress() as bars:
+            summary = run_training(settings, _symbol_list(symbols), tracking_uri=uri, progress=bars)
     else:
-        summary = run_training(settings, _symbol_list(symbols))
+        with _progress() as bars:
+            summary = run_training(settings, _symbol_list(symbols), progress=bars)
     if as_json:
         _print_json(summary)
         return
@@ -512,7 +639,8 @@ def evaluate_command(
     """Walk-forward evaluation of every model beside the naive and drift baselines."""
     from stockml.train import run_evaluation
 
-    report = run_evaluation(_settings(), _symbol_list(symbols))
+    with _progress() as bars:
+        report = run_evaluation(_settings(), _symbol_list(symbols), progress=bars)
     text = json.dumps(report, indent=2)
     if output:
         Path(output).write_text(text)

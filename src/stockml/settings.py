@@ -75,12 +75,25 @@ class IngestSettings(BaseModel):
     providers: list[str] = Field(default_factory=lambda: ["sample"])
     start: date = date(1999, 1, 1)
     csv_path: str | None = None
+    # the parquet provider: one multi-symbol .parquet file, or a folder of <SYMBOL>.parquet
+    parquet_path: str | None = None
     max_retries: int = 3
     backoff_s: float = 0.5
     timeout_s: float = 10.0
     batch_size: int = 25
     # SQS queue of the scheduled fan-out (the template injects it); None = ingest inline
     queue_url: str | None = None
+
+
+class UniverseSpec(BaseModel):
+    """A named list of symbols (``universes.<name>``): inline ``symbols`` and/or a ``file``.
+
+    ``file`` is a text file (one ticker per line, ``#`` comments) or a ``.csv``/``.parquet``
+    table whose ``symbol`` column lists them; a relative path is relative to the config folder.
+    """
+
+    symbols: list[str] = Field(default_factory=list)
+    file: str | None = None
 
 
 class ProviderUrls(BaseModel):
@@ -158,6 +171,7 @@ class Settings(BaseSettings):
     env: str = "development"
     store: StoreSettings = Field(default_factory=StoreSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    universes: dict[str, UniverseSpec] = Field(default_factory=dict)
     provider_urls: ProviderUrls = Field(default_factory=ProviderUrls)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 from pydantic import BaseModel, Field
 
 from stockml import evaluation
@@ -45,6 +44,8 @@ from stockml.models import (
 )
 from stockml.models.ensemble import combine, fit_weights
 from stockml.models.onnx_utils import run_onnx
+from stockml.models.sequences import WindowedRows
+from stockml.progress import ProgressFn
 from stockml.sessions import SessionTable
 from stockml.settings import load_yaml_config
 
@@ -207,7 +208,7 @@ class Samples:
     dates: np.ndarray
     close: np.ndarray
     tabular: np.ndarray  # [n, F] float32: the session's scaled feature row
-    sequence: np.ndarray  # [n, window, F] float32: the window of rows ending at the session
+    sequence: WindowedRows  # [n, window, F] float32: the window of rows ending at the session
     y: np.ndarray  # [n, H] forward log returns (NaN where the future is unknown)
 
     def __len__(self) -> int:
@@ -223,7 +224,7 @@ class Samples:
             self.y[mask],
         )
 
-    def x(self, model: Model) -> np.ndarray:
+    def x(self, model: Model) -> np.ndarray | WindowedRows:
         return self.sequence if model.kind == "sequence" else self.tabular
 
     def within(self, days: pd.DatetimeIndex, labelled: bool = True) -> Samples:
@@ -238,33 +239,43 @@ def make_samples(frame: pd.DataFrame, spec: FeatureSpec, target_names: list[str]
     """Scale ``frame`` with ``spec`` and cut it into aligned tabular rows and sequences.
 
     The tabular row of a session is the last row of its sequence, so every model sees the
-    same information and all are scored on the same sessions.
+    same information and all are scored on the same sessions. The sequences are windows of
+    ONE scaled feature matrix by reference (:class:`WindowedRows`), not ``window`` copies of
+    every row: a universe's sequences would not fit in memory.
     """
     window = spec.window
     parts: list[tuple[Any, ...]] = []
-    for _symbol, rows in frame.groupby("symbol", sort=True):
+    blocks: list[np.ndarray] = []
+    short: list[str] = []
+    for symbol, rows in frame.groupby("symbol", sort=True):
         if len(rows) < window:
-            logger.warning(
-                "%s has %d rows, fewer than the window %d: skipped", _symbol, len(rows), window
-            )
+            short.append(str(symbol))
             continue
         scaled = spec.transform(rows)
-        windows = sliding_window_view(scaled, (window, scaled.shape[1]))[:, 0]
         keep = slice(window - 1, None)
+        blocks.append(scaled)
         parts.append(
             (
                 rows["symbol"].to_numpy()[keep],
                 rows["date"].to_numpy()[keep],
                 rows["close"].to_numpy(np.float64)[keep],
                 scaled[keep],
-                windows,
                 rows[target_names].to_numpy(np.float64)[keep],
             )
         )
+    if short:
+        # one line for all: a universe has a few late listings, the log stays readable
+        logger.warning(
+            "%d symbol(s) have fewer rows than the window %d and are skipped: %s",
+            len(short),
+            window,
+            ", ".join(short[:10]) + (" ..." if len(short) > 10 else ""),
+        )
     if not parts:
         raise FeatureError(f"no symbol has the {window} rows one input window needs")
-    columns = list(zip(*parts, strict=True))
-    return Samples(*(np.concatenate(c) for c in columns))
+    symbols, dates, close, tabular, y = (np.concatenate(c) for c in zip(*parts, strict=True))
+    sequence = WindowedRows.from_blocks(blocks, window)
+    return Samples(symbols, dates, close, tabular, sequence, y)
 
 
 def labelled_days(samples: Samples) -> pd.DatetimeIndex:
@@ -297,10 +308,15 @@ class FittedSet:
 
 
 def fit_candidates(
-    data: Dataset, config: ModelConfig, fit_days: pd.DatetimeIndex, val_days: pd.DatetimeIndex
+    data: Dataset,
+    config: ModelConfig,
+    fit_days: pd.DatetimeIndex,
+    val_days: pd.DatetimeIndex,
+    on_fit: Callable[[str], None] | None = None,
 ) -> tuple[FittedSet, Samples]:
     """Fit scaler, models, baselines, ensemble weights and intervals on one window.
 
+    ``on_fit(model name)`` is called after each model is fitted (progress).
     Returns the fitted set and the samples of the whole frame scaled with its FeatureSpec.
     """
     frame = clean_frame(data.frame, data.feature_names, data.target_names)
@@ -322,6 +338,8 @@ def fit_candidates(
         started = time.perf_counter()
         models[model.name] = model.fit(fit.x(model), fit.y, val.x(model), val.y)
         seconds[model.name] = time.perf_counter() - started
+        if on_fit is not None:
+            on_fit(model.name)
     baselines: dict[str, Model] = {
         b.name: b.fit(fit.tabular, fit.y, val.tabular, val.y) for b in (NaiveModel(), DriftModel())
     }
@@ -338,6 +356,20 @@ def fit_candidates(
 
 
 # --------------------------------------------------------------------------- evaluation
+
+
+class _Steps:
+    """Counts finished steps of one task and reports them to a progress callback."""
+
+    def __init__(self, task: str, total: int, progress: ProgressFn | None) -> None:
+        self.task, self.total, self.done, self.progress = task, total, 0, progress
+        if progress is not None:
+            progress(task, 0, total)
+
+    def advance(self, _what: str = "") -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.task, self.done, self.total)
 
 
 @dataclass
@@ -357,8 +389,13 @@ class WalkForward:
         return evaluation.json_safe({"folds": self.folds, "models": self.metrics})
 
 
-def walk_forward(data: Dataset, config: ModelConfig) -> WalkForward:
+def walk_forward(
+    data: Dataset, config: ModelConfig, progress: ProgressFn | None = None
+) -> WalkForward:
     """Expanding-window walk-forward over all symbols, with a purge of H sessions.
+
+    ``progress("walk-forward", models fitted, folds x models)`` follows the fits; the log
+    gets one line per fold.
 
     Raises:
         ModelError: too little data for the folds.
@@ -375,8 +412,9 @@ def walk_forward(data: Dataset, config: ModelConfig) -> WalkForward:
     preds: dict[str, list[np.ndarray]] = {}
     ys, syms, dates, folds = [], [], [], []
     importance: dict[str, dict[str, float]] = {}
+    steps = _Steps("walk-forward", len(splits) * len(config.models), progress)
     for split in splits:
-        fitted, samples = fit_candidates(data, config, split.fit, split.val)
+        fitted, samples = fit_candidates(data, config, split.fit, split.val, steps.advance)
         test = samples.within(split.test)
         fold_pred = fitted.predict(test)
         for name, pred in fold_pred.items():
@@ -545,7 +583,11 @@ def new_version() -> str:
 
 
 def train(
-    data: Dataset, config: ModelConfig, workdir: Path, version: str | None = None
+    data: Dataset,
+    config: ModelConfig,
+    workdir: Path,
+    version: str | None = None,
+    progress: ProgressFn | None = None,
 ) -> TrainResult:
     """Walk-forward evaluation, final fit, ONNX export, parity, the gate and the bundle.
 
@@ -554,9 +596,10 @@ def train(
         config: models and evaluation settings.
         workdir: the bundle is written to ``workdir/<version>/``.
         version: the bundle version (default: ``new_version()``).
+        progress: called as ``progress(task, done, total)`` (walk-forward, final fit).
     """
     version = version or new_version()
-    wf = walk_forward(data, config)
+    wf = walk_forward(data, config, progress)
     # final fit: all history; the last validation slice early-stops, weighs and checks parity
     frame = clean_frame(data.frame, data.feature_names, data.target_names)
     known = np.isfinite(frame[data.target_names].to_numpy(np.float64)).all(axis=1)
@@ -564,7 +607,8 @@ def train(
     fit_days, val_days = evaluation.split_fit_val(
         days, config.evaluation.val_fraction, purge=data.horizon
     )
-    fitted, _samples = fit_candidates(data, config, fit_days, val_days)
+    final = _Steps("final fit", len(config.models), progress)
+    fitted, _samples = fit_candidates(data, config, fit_days, val_days, final.advance)
     val = fitted.val
     onnx_models = {name: m.to_onnx() for name, m in fitted.models.items()}
     parity = {
@@ -654,12 +698,22 @@ def publish_bundle(store: Any, result: TrainResult, promote: bool) -> list[str]:
 
 
 def load_dataset(
-    store: Any, symbols: list[str], feature_config: Any, history_sessions: int | None = None
+    store: Any,
+    symbols: list[str],
+    feature_config: Any,
+    history_sessions: int | None = None,
+    progress: ProgressFn | None = None,
+    universe: list[str] | None = None,
 ) -> Dataset:
     """Features of ``symbols`` computed from the store's raw bars with ``build_features``.
 
     ``history_sessions`` keeps each symbol's most recent sessions only (after the features
     are computed on the whole history, so indicators are warmed up).
+
+    Cross-sectional features rank each symbol against its peers: they are computed over the
+    same universe the feature pipeline uses (``universe``, default every symbol with raw
+    bars), whatever ``symbols`` are trained on, or training would see other values than the
+    stored rows serving reads.
 
     Training recomputes features from raw bars (plus the market symbols and the news the
     feature config names) instead of reading ``features/``: ``stockml train`` then works right
@@ -676,6 +730,17 @@ def load_dataset(
     missing = [s for s in symbols if s not in found]
     if missing:
         raise FeatureError(f"no bars in the store for {missing}: run `stockml ingest` first")
+    if feature_config.cross_section.enabled:
+        context = set(symbols) | set(feature_config.market.symbols)
+        peers = [
+            s for s in (universe or sorted(store.last_dates(store.raw_prefix))) if s not in context
+        ]
+        if peers:
+            more = store.read_bars(peers)
+            counts = more.groupby("symbol").size()
+            # peers too short for the warm-up output no row, so they are no peers
+            ready = counts[counts > feature_config.warmup_rows()].index
+            bars = pd.concat([bars, more[more["symbol"].isin(ready)]], ignore_index=True)
     market = store.read_bars(list(feature_config.market.symbols))
     news = (
         store.read_table(store.news_prefix, symbols)
@@ -683,8 +748,13 @@ def load_dataset(
         else pd.DataFrame()
     )
     frame = build_features(
-        bars, None if market.empty else market, None if news.empty else news, feature_config
+        bars,
+        None if market.empty else market,
+        None if news.empty else news,
+        feature_config,
+        progress=progress,
     )
+    frame = frame[frame["symbol"].isin(symbols)].reset_index(drop=True)
     if history_sessions is not None:
         frame = frame.groupby("symbol", sort=False, group_keys=False).tail(history_sessions)
         frame = frame.reset_index(drop=True)
@@ -709,6 +779,7 @@ def run_training(
     tracking_uri: str | None = None,
     workdir: Path | None = None,
     log_models: bool = True,
+    progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """The training job: store -> features -> train -> MLflow -> bundle in the store.
 
@@ -720,6 +791,7 @@ def run_training(
             promoted by the same gate).
         workdir: local folder for the bundle (default: a temporary folder).
         log_models: log every model to MLflow in its native flavour and as ONNX.
+        progress: called as ``progress(task, done, total)`` (features, walk-forward, final fit).
 
     Returns:
         A summary: version, gate, aliases, keys written, headline metrics.
@@ -733,8 +805,8 @@ def run_training(
     config = config or ModelConfig.from_yaml()
     store = Store.from_settings(settings.store)
     symbols = symbols or default_symbols(settings, feature_config)
-    data = load_dataset(store, symbols, feature_config, config.history_sessions)
-    result = train(data, config, workdir or scratch_dir())
+    data = load_dataset(store, symbols, feature_config, config.history_sessions, progress)
+    result = train(data, config, workdir or scratch_dir(), progress=progress)
     record = None
     if tracking_uri:
         folder = find_config_dir()
@@ -781,7 +853,10 @@ def run_training(
 
 
 def run_evaluation(
-    settings: Any, symbols: list[str] | None = None, config: ModelConfig | None = None
+    settings: Any,
+    symbols: list[str] | None = None,
+    config: ModelConfig | None = None,
+    progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Walk-forward evaluation only (nothing exported): the JSON report of every model and baseline."""
     from stockml.features import FeatureConfig
@@ -791,8 +866,8 @@ def run_evaluation(
     config = config or ModelConfig.from_yaml()
     store = Store.from_settings(settings.store)
     symbols = symbols or default_symbols(settings, feature_config)
-    data = load_dataset(store, symbols, feature_config, config.history_sessions)
-    report = walk_forward(data, config).report()
+    data = load_dataset(store, symbols, feature_config, config.history_sessions, progress)
+    report = walk_forward(data, config, progress).report()
     report["symbols"] = data.symbols
     report["horizon"] = data.horizon
     report["cost_bps"] = config.evaluation.cost_bps

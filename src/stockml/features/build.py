@@ -13,10 +13,16 @@ import pandas as pd
 
 from stockml.errors import FeatureError
 from stockml.features.config import FeatureConfig
+from stockml.features.cross_section import (
+    cross_section_columns,
+    cross_section_features,
+    symbol_signals,
+)
 from stockml.features.indicators import price_feature_columns, price_features
 from stockml.features.market import join_market, market_feature_columns
 from stockml.features.sentiment import join_news, news_feature_columns
 from stockml.features.targets import forward_log_returns, target_columns
+from stockml.progress import ProgressFn
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +38,7 @@ def feature_columns(config: FeatureConfig | None = None) -> list[str]:
         price_feature_columns(config)
         + market_feature_columns(config)
         + news_feature_columns(config)
+        + cross_section_columns(config)
     )
 
 
@@ -40,8 +47,13 @@ def build_features(
     market: pd.DataFrame | None = None,
     news: pd.DataFrame | None = None,
     config: FeatureConfig | None = None,
+    progress: ProgressFn | None = None,
 ) -> pd.DataFrame:
-    """Features and targets of one or more symbols, computed per symbol (nothing crosses symbols).
+    """Features and targets of one or more symbols: per symbol, then across them per date.
+
+    Every feature but the cross-sectional ones (``xs_*``, :mod:`stockml.features.cross_section`)
+    is computed per symbol from that symbol's bars alone. The ``xs_*`` columns rank each
+    symbol against the other symbols of ``bars`` on the same date (0 when there are too few).
 
     Prices are adjusted first: ``open/high/low`` are scaled by ``adj_close / close`` so splits and
     dividends do not look like moves. Every feature is scale-free (ratios, returns, z-scores).
@@ -57,6 +69,7 @@ def build_features(
             then 0 and flagged missing.
         news: NEWS_COLUMNS rows, or None: sentiment 0, count 0.
         config: the feature configuration (default: code defaults).
+        progress: called as ``progress("features", symbols done, symbols)``.
 
     Returns:
         ``symbol, date, close, adj_close, <feature_columns(config)>, <target_columns(config)>``,
@@ -82,28 +95,52 @@ def build_features(
     )
     features = feature_columns(config)
     price_cols = price_feature_columns(config)
+    xs_cols = cross_section_columns(config)
+    per_symbol = len(features) - len(xs_cols)
     # column-major: every column is written and read out contiguously
     matrix = np.empty((len(frame), len(features)), order="F")
     targets = np.empty((len(frame), config.horizon), order="F")
-    for lo, hi in zip(starts, ends, strict=True):
+    signals: dict[str, np.ndarray] = {}
+    for i, (lo, hi) in enumerate(zip(starts, ends, strict=True)):
         one = adjusted.iloc[lo:hi]
         values = price_features(one, config)
         for j, col in enumerate(price_cols):
             matrix[lo:hi, j] = values[col]
         targets[lo:hi] = forward_log_returns(one["adj_close"].to_numpy(), config.horizon)
+        if xs_cols:
+            raw = symbol_signals(
+                one["adj_close"].to_numpy(),
+                frame["close"].to_numpy()[lo:hi],
+                one["volume"].to_numpy(),
+                config.cross_section,
+            )
+            for key, arr in raw.items():
+                signals.setdefault(key, np.empty(len(frame)))[lo:hi] = arr
+        if progress is not None:
+            progress("features", i + 1, len(starts))
     context = pd.concat(
         [join_market(frame, market, config), join_news(frame, news, config)], axis=1
     )
-    for j, col in enumerate(features[len(price_cols) :], start=len(price_cols)):
+    for j, col in enumerate(features[len(price_cols) : per_symbol], start=len(price_cols)):
         matrix[:, j] = context[col].to_numpy()
     defined = np.ones(len(frame), dtype=bool)
-    for j in range(len(features)):
+    for j in range(per_symbol):
         defined &= ~np.isnan(matrix[:, j])
     # warm-up rows come first in each symbol; a gap later means bad input, not warm-up
     started = _started(defined, starts)
     if (started & ~defined).any():
         bad = frame.loc[started & ~defined, ["symbol", "date"]].head(3).to_dict("records")
         raise FeatureError(f"features undefined after warm-up (e.g. {bad}): check the input bars")
+    if xs_cols:
+        # the peers of a date are the rows output for it: warm-up rows take no part
+        peers = defined & ~np.isin(symbols, list(config.market.symbols))
+        dates = frame["date"].to_numpy()
+        xs = cross_section_features(
+            dates[defined], peers[defined], {k: v[defined] for k, v in signals.items()}, config
+        )
+        for j, col in enumerate(xs_cols, start=per_symbol):
+            matrix[:, j] = 0.0
+            matrix[defined, j] = xs[col]
     if any(np.isinf(matrix[:, j]).any() for j in range(len(features))):
         raise FeatureError("features hold inf: check the input bars")
     ids = pd.DataFrame(

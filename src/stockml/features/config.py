@@ -8,8 +8,9 @@ at serving time, without the YAML file.
 from __future__ import annotations
 
 import re
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stockml.errors import ConfigError
 from stockml.settings import load_yaml_config
@@ -50,6 +51,48 @@ class NewsConfig(BaseModel):
     window: int = Field(default=5, ge=1)
 
 
+class CrossSectionConfig(BaseModel):
+    """Per-date features across the universe (``stockml.features.cross_section``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    # rank: centred percentile in [-0.5, 0.5]; zscore: (x - mean) / std, clipped to +-3
+    normalize: Literal["rank", "zscore"] = "rank"
+    # a date with fewer peers than this gets neutral 0s (a single-symbol run: all 0)
+    min_peers: int = Field(default=10, ge=2)
+    reversal_windows: list[int] = Field(default_factory=lambda: [1, 5])
+    # 12-1 momentum: the log return from `lookback` to `skip` sessions ago
+    momentum_lookback: int = Field(default=252, ge=2)
+    momentum_skip: int = Field(default=21, ge=0)
+    volatility_window: int = Field(default=20, ge=2)
+    # dollar volume and Amihud illiquidity (mean |return| per dollar traded)
+    liquidity_window: int = Field(default=20, ge=1)
+
+    @field_validator("reversal_windows")
+    @classmethod
+    def _positive_windows(cls, value: list[int]) -> list[int]:
+        if any(w < 1 for w in value):
+            raise ValueError("windows must be >= 1")
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _skip_inside_lookback(self) -> CrossSectionConfig:
+        if self.momentum_skip >= self.momentum_lookback:
+            raise ValueError("momentum_skip must be shorter than momentum_lookback")
+        return self
+
+    def longest_window(self) -> int:
+        """Sessions of history the longest signal reads (momentum, usually)."""
+        return max(
+            [
+                *self.reversal_windows,
+                self.momentum_lookback,
+                self.volatility_window,
+                self.liquidity_window + 1,
+            ]
+        )
+
+
 class FeatureConfig(BaseModel):
     """Windows and switches of every feature group; defaults equal ``configs/feature_config.yaml``."""
 
@@ -69,6 +112,7 @@ class FeatureConfig(BaseModel):
     volume_window: int = Field(default=20, ge=2)
     market: MarketConfig = Field(default_factory=MarketConfig)
     news: NewsConfig = Field(default_factory=NewsConfig)
+    cross_section: CrossSectionConfig = Field(default_factory=CrossSectionConfig)
     lookback_sessions: int = Field(default=600, ge=1)
     # rows of each symbol's latest feature window, the API's only feature source: at least the
     # longest model window and the longest chart history (stockml.window)
@@ -80,6 +124,20 @@ class FeatureConfig(BaseModel):
         if any(w < 1 for w in value):
             raise ValueError("windows must be >= 1")
         return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _lookback_covers_cross_section(self) -> FeatureConfig:
+        # an incremental update must see every row a new day's signals read, or it differs
+        # from a full recompute
+        if (
+            self.cross_section.enabled
+            and self.lookback_sessions <= self.cross_section.longest_window()
+        ):
+            raise ValueError(
+                f"lookback_sessions ({self.lookback_sessions}) must exceed the longest "
+                f"cross-section window ({self.cross_section.longest_window()})"
+            )
+        return self
 
     @classmethod
     def from_yaml(cls, name: str = "feature_config.yaml") -> FeatureConfig:

@@ -7,6 +7,9 @@ and writes back every row after its last stored row, plus the last ``horizon`` s
 whose targets were still NaN and are now known. Symbols without stored features are computed
 from their whole history.
 
+Cross-sectional features (``xs_*``) depend on every peer of a date: the update computes the
+whole universe for the new dates (see :func:`update_features`).
+
 Then each symbol whose table changed (or whose window is missing or older than its table) gets
 its latest feature window rewritten (:mod:`stockml.window`): the prediction API's only read.
 
@@ -33,10 +36,15 @@ from stockml.errors import FeatureError
 from stockml.features.build import build_features, feature_columns
 from stockml.features.config import FeatureConfig
 from stockml.features.sentiment import sentiment_scorer
+from stockml.progress import ProgressFn
 from stockml.storage import Store
 from stockml.window import BAR_FIELDS, FeatureWindow, latest_keys, window_key, windows_prefix
 
 logger = logging.getLogger(__name__)
+
+# feature rows per upsert of a backfill; symbols per window read
+_WRITE_CHUNK_ROWS = 25_000
+_WINDOW_CHUNK = 50
 
 
 _PRICES = ["open", "high", "low", "close", "adj_close"]
@@ -115,14 +123,27 @@ def update_features(
     symbols: Sequence[str] | None = None,
     config: FeatureConfig | None = None,
     market_symbols: Sequence[str] | None = None,
+    universe: Sequence[str] | None = None,
+    progress: ProgressFn | None = None,
 ) -> FeatureUpdateReport:
     """Compute the features of new days and upsert them into the store's features table.
 
+    With cross-sectional features enabled, a date's ``xs_*`` values depend on every peer of
+    that date: the update computes the whole universe from the first new date of any symbol
+    on (each peer with its look-back) and rewrites every row of ``symbols`` from that date on
+    whose values may have changed. Normally that is just the new day; a peer whose bars
+    arrived late, or a symbol new to the universe, make it rewrite more (a new symbol: every
+    row of every peer). Each written symbol's serving window is rewritten too.
+
     Args:
         store: the data store (raw bars in, features out; news read when enabled).
-        symbols: symbols to update (default: every symbol with raw bars).
+        symbols: symbols whose rows to update (default: ``universe``, else every symbol with
+            raw bars).
         config: feature configuration (default: code defaults).
         market_symbols: the market context series (default: ``config.market.symbols``).
+        universe: the peers of the cross-sectional features (default: every symbol with raw
+            bars); the market series are never peers.
+        progress: called as ``progress(task, done, total)`` (``features``, ``windows``).
 
     Returns:
         FeatureUpdateReport: rows written per symbol; symbols skipped (no bars, too short)
@@ -134,39 +155,72 @@ def update_features(
     config = config.model_copy(
         update={"market": config.market.model_copy(update={"symbols": market_symbols})}
     )
-    raw_last = store.last_dates(store.raw_prefix, symbols)
-    wanted = sorted(raw_last) if symbols is None else list(symbols)
+    cross = config.cross_section.enabled
+    listed: list[str] | None = None
+    if symbols is not None or universe is not None:
+        listed = list(dict.fromkeys([*(symbols or []), *(universe or [])]))
+        if cross and universe is None:
+            listed = None  # the peers are every symbol with raw bars
+    raw_last = store.last_dates(store.raw_prefix, listed)
+    if symbols is not None:
+        wanted = list(symbols)
+    else:
+        wanted = list(universe) if universe is not None else sorted(raw_last)
+    peers: list[str] = []
+    if cross:
+        # the market series are context, never peers
+        peers = [
+            s
+            for s in (universe if universe is not None else sorted(raw_last))
+            if s not in market_symbols
+        ]
     report = FeatureUpdateReport()
     for symbol in wanted:
         if symbol not in raw_last:
             report.skipped[symbol] = "no raw bars"
-    feat_last = store.last_dates(store.features_prefix, [s for s in wanted if s in raw_last])
+    feat_last = store.last_dates(
+        store.features_prefix, [s for s in dict.fromkeys([*wanted, *peers]) if s in raw_last]
+    )
     todo = [
         s for s in wanted if s in raw_last and (s not in feat_last or raw_last[s] > feat_last[s])
     ]
     if not todo:
-        report.windows_written = write_windows(store, wanted, config)
+        report.windows_written = write_windows(store, wanted, config, progress=progress)
         return report
-    # one read for all: from the earliest look-back start (None = a symbol needs its history)
-    starts = [
-        _session_before(feat_last[s], config.lookback_sessions) if s in feat_last else None
-        for s in todo
-    ]
-    start = None if any(s is None for s in starts) else min(starts)  # type: ignore[type-var]
-    bars = store.read_bars(todo, start=start)
-    counts = bars.groupby("symbol").size()
-    ready = [s for s in todo if counts.get(s, 0) > config.warmup_rows()]
-    for symbol in set(todo) - set(ready):
-        report.skipped[symbol] = (
-            f"{int(counts.get(symbol, 0))} bars, warm-up needs {config.warmup_rows() + 1}"
-        )
-    if not ready:
-        report.windows_written = write_windows(store, wanted, config)
+    # symbols new to the table are read whole, the others from their look-back start
+    fresh = [s for s in todo if s not in feat_last]
+    known = [s for s in todo if s in feat_last]
+    parts = []
+    if fresh:
+        new_bars = store.read_bars(fresh)
+        parts.append(new_bars[new_bars["symbol"].isin(_ready(new_bars, fresh, config, report))])
+    # cross-sections change from the first new row of any symbol on; a symbol new to the
+    # universe changes every date it has (then every peer is computed whole)
+    whole = cross and any(len(p) for p in parts)
+    changed_from = None if whole or not known else min(feat_last[s] for s in known)
+    others = known
+    if cross and (whole or known):
+        others = known + [
+            p
+            for p in peers
+            if p not in todo
+            and p in raw_last
+            and (changed_from is None or raw_last[p] > changed_from)
+        ]
+    if others:
+        anchors = {} if changed_from is None else dict.fromkeys(others, changed_from)
+        more = _read_from(store, others, anchors, config)
+        ready = _ready(more, others, config, report, note=known)
+        parts.append(more[more["symbol"].isin(ready)])
+    bars = pd.concat(parts, ignore_index=True) if parts else None
+    if bars is None or bars.empty:
+        report.windows_written = write_windows(store, wanted, config, progress=progress)
         return report
-    bars = bars[bars["symbol"].isin(ready)]
+    start = bars["date"].min()
     # the index series need their own warm-up (20 sessions) before the first row
-    market_start = None if start is None else _session_before(start, 40)
+    market_start = _session_before(start, 40)
     market = store.read_bars(market_symbols, start=market_start) if market_symbols else None
+    ready = list(dict.fromkeys(bars["symbol"].astype(str)))
     # a bad market series would reach every symbol's features: name it, compute nothing
     broken = bar_problems(market, ["close"], missing_ok=True) if market is not None else {}
     bad_market = "; ".join(f"market series {m}: {why}" for m, why in sorted(broken.items()))
@@ -180,29 +234,102 @@ def update_features(
     if config.news.enabled and ready:
         news = store.read_table(store.news_prefix, ready, start=start)
         news = news if len(news) else None
-    features = _build_each_apart_on_failure(bars, market, news, config, report)
+    features = _build_each_apart_on_failure(bars, market, news, config, report, progress)
     if features.empty:
         _log_failures(report)
-        report.windows_written = write_windows(store, wanted, config)
+        report.windows_written = write_windows(store, wanted, config, progress=progress)
         return report
     if news is not None:
         report.sentiment_scorer = sentiment_scorer()
     # new rows, and the stored rows whose targets were NaN (their future is now known)
-    keep = pd.Series(True, index=features.index)
-    for symbol, last in feat_last.items():
-        rows = features["symbol"] == symbol
+    keep = features["symbol"].isin(fresh).to_numpy().copy()
+    for symbol in known:
+        rows = (features["symbol"] == symbol).to_numpy()
         dates = features.loc[rows, "date"]
-        stored = dates[dates <= last]
+        stored = dates[dates <= feat_last[symbol]]
         first_new = stored.iloc[-config.horizon] if len(stored) >= config.horizon else dates.min()
-        keep &= ~rows | (features["date"] >= first_new)
+        keep |= rows & (features["date"] >= first_new).to_numpy()
+    if cross:
+        # and every row whose cross-section may have changed
+        keep |= True if whole else (features["date"] > changed_from).to_numpy()
+    keep &= features["symbol"].isin(wanted).to_numpy()
     out = features[keep].reset_index(drop=True)
-    upserted = store.upsert_table(store.features_prefix, out)
-    report.partitions_written = upserted.partitions_written
+    report.partitions_written = _upsert(store, out, progress)
     report.rows = {str(k): int(v) for k, v in out.groupby("symbol").size().items()}
-    report.windows_written = write_windows(store, wanted, config)
+    report.windows_written = write_windows(
+        store, wanted, config, changed=list(report.rows), progress=progress
+    )
     _log_failures(report)
-    logger.info("features updated: %s", report.to_dict())
+    logger.info(
+        "features updated: %d rows of %d symbols, %d partitions, %d windows, %d skipped, %d failed",
+        sum(report.rows.values()),
+        len(report.rows),
+        report.partitions_written,
+        report.windows_written,
+        len(report.skipped),
+        len(report.failed),
+    )
     return report
+
+
+def _upsert(store: Store, rows: pd.DataFrame, progress: ProgressFn | None) -> int:
+    """Upsert feature rows; a large write (a backfill) goes in chunks of whole symbols.
+
+    A daily run's few rows stay ONE upsert (one shared delta object); a backfill's chunks
+    bound memory and let the progress bar move.
+    """
+    symbols = rows["symbol"].to_numpy()
+    bounds = np.flatnonzero(np.r_[True, symbols[1:] != symbols[:-1], True])
+    total = len(bounds) - 1
+    written, lo, done = 0, 0, 0
+    while lo < len(rows):
+        # whole symbols, about _WRITE_CHUNK_ROWS rows (at least one symbol)
+        hi = bounds[np.searchsorted(bounds, lo + _WRITE_CHUNK_ROWS, side="right") - 1]
+        hi = hi if hi > lo else bounds[np.searchsorted(bounds, lo, side="right")]
+        written += store.upsert_table(store.features_prefix, rows.iloc[lo:hi]).partitions_written
+        done += int(np.searchsorted(bounds, hi) - np.searchsorted(bounds, lo))
+        lo = hi
+        if progress is not None:
+            progress("write", done, total)
+    return written
+
+
+def _read_from(
+    store: Store,
+    symbols: Sequence[str],
+    anchors: dict[str, pd.Timestamp],
+    config: FeatureConfig,
+) -> pd.DataFrame:
+    """Raw bars of ``symbols``: from ``lookback_sessions`` before the earliest anchor for the
+    anchored ones (one read), the whole history for the others (a second read)."""
+    anchored = [s for s in symbols if s in anchors]
+    whole = [s for s in symbols if s not in anchors]
+    parts = []
+    if anchored:
+        first = min(anchors[s] for s in anchored)
+        parts.append(
+            store.read_bars(anchored, start=_session_before(first, config.lookback_sessions))
+        )
+    if whole:
+        parts.append(store.read_bars(whole))
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+
+def _ready(
+    bars: pd.DataFrame,
+    symbols: Sequence[str],
+    config: FeatureConfig,
+    report: FeatureUpdateReport,
+    note: Sequence[str] | None = None,
+) -> list[str]:
+    """The symbols with more bars than the warm-up; the others (of ``note``) noted as skipped."""
+    counts = bars.groupby("symbol").size()
+    ready = [s for s in symbols if counts.get(s, 0) > config.warmup_rows()]
+    for symbol in set(symbols if note is None else note) - set(ready):
+        report.skipped[symbol] = (
+            f"{int(counts.get(symbol, 0))} bars, warm-up needs {config.warmup_rows() + 1}"
+        )
+    return ready
 
 
 def _build_each_apart_on_failure(
@@ -211,25 +338,27 @@ def _build_each_apart_on_failure(
     news: pd.DataFrame | None,
     config: FeatureConfig,
     report: FeatureUpdateReport,
+    progress: ProgressFn | None = None,
 ) -> pd.DataFrame:
-    """``build_features`` of all symbols at once; if that fails, of each symbol alone.
+    """``build_features`` of all symbols at once; if that fails, find the failing symbols.
 
-    The second pass isolates what the checks before it did not foresee: only the symbols
-    that fail on their own are reported failed.
+    The second pass isolates what the checks before it did not foresee: each symbol is built
+    alone only to find those that fail on their own (reported failed); the others are then
+    built together again, since a symbol's cross-sectional features depend on its peers.
     """
     if bars.empty:
         return pd.DataFrame()
     try:
-        return build_features(bars, market, news, config)
+        return build_features(bars, market, news, config, progress=progress)
     except FeatureError as exc:
-        logger.warning("features of all symbols failed (%s); computing each symbol alone", exc)
-    built = []
+        logger.warning("features of all symbols failed (%s); checking each symbol alone", exc)
     for symbol, rows in bars.groupby("symbol", sort=True):
         try:
-            built.append(build_features(rows, market, news, config))
+            build_features(rows, market, news, config)
         except FeatureError as exc:
             report.failed[str(symbol)] = str(exc)
-    return pd.concat(built, ignore_index=True) if built else pd.DataFrame()
+    good = bars[~bars["symbol"].isin(list(report.failed))]
+    return build_features(good, market, news, config) if len(good) else pd.DataFrame()
 
 
 def _log_failures(report: FeatureUpdateReport) -> None:
@@ -238,11 +367,16 @@ def _log_failures(report: FeatureUpdateReport) -> None:
 
 
 def write_windows(
-    store: Store, symbols: Sequence[str] | None = None, config: FeatureConfig | None = None
+    store: Store,
+    symbols: Sequence[str] | None = None,
+    config: FeatureConfig | None = None,
+    changed: Sequence[str] = (),
+    progress: ProgressFn | None = None,
 ) -> int:
     """Rewrite the latest feature window of each symbol whose window is missing or stale.
 
-    A window is stale when its last date is older than the symbol's last stored feature row.
+    A window is stale when its last date is older than the symbol's last stored feature row,
+    or when the symbol is in ``changed`` (rows were rewritten, e.g. their cross-section).
     Its rows are read back from the ``features/`` table (the stored values, exactly). The new
     window is written before the old one is deleted: a reader always finds one.
 
@@ -250,6 +384,8 @@ def write_windows(
         store: the data store.
         symbols: symbols to check (default: every symbol with features).
         config: ``serving_rows`` (how many rows) and the feature columns.
+        changed: symbols whose rows were just written (their window is rewritten).
+        progress: called as ``progress("windows", done, total)``.
 
     Returns:
         How many windows were written.
@@ -258,23 +394,37 @@ def write_windows(
     last = store.last_dates(store.features_prefix, symbols)
     held = store.list_keys(windows_prefix(store.features_prefix))
     current = latest_keys(store.features_prefix, held)
-    todo = sorted(s for s, day in last.items() if s not in current or current[s][0] < day.date())
+    rewritten = set(changed)
+    todo = sorted(
+        s
+        for s, day in last.items()
+        if s in rewritten or s not in current or current[s][0] < day.date()
+    )
     if not todo:
         return 0
     # ~1.5 calendar days per session, plus holidays
     span = pd.Timedelta(days=int(config.serving_rows * 1.6) + 30)
-    start = min(last[s] for s in todo) - span
-    frame = store.read_table(store.features_prefix, todo, start=start)
-    # the raw bar of each row rides along for charts (the API's /plot candlesticks)
-    raw = store.read_bars(todo, start=start)[["symbol", "date", *BAR_FIELDS]]
-    frame = frame.merge(raw, on=["symbol", "date"], how="left")
-    names = [c for c in feature_columns(config) if c in frame.columns]
     stale = []
-    for symbol, rows in frame.groupby("symbol", sort=True):
-        window = FeatureWindow.from_frame(rows.sort_values("date").tail(config.serving_rows), names)
-        key = window_key(store.features_prefix, str(symbol), window.last_date)
-        store.put_bytes(key, window.to_bytes())
-        prefix = key.rsplit("/", 1)[0] + "/"
-        stale += [k for k in held if k.startswith(prefix) and k != key]
+    done = 0
+    # a chunk of symbols at a time: bounded memory, and progress while a universe is read
+    for i in range(0, len(todo), _WINDOW_CHUNK):
+        chunk = todo[i : i + _WINDOW_CHUNK]
+        start = min(last[s] for s in chunk) - span
+        frame = store.read_table(store.features_prefix, chunk, start=start)
+        # the raw bar of each row rides along for charts (the API's /plot candlesticks)
+        raw = store.read_bars(chunk, start=start)[["symbol", "date", *BAR_FIELDS]]
+        frame = frame.merge(raw, on=["symbol", "date"], how="left")
+        names = [c for c in feature_columns(config) if c in frame.columns]
+        for symbol, rows in frame.groupby("symbol", sort=True):
+            window = FeatureWindow.from_frame(
+                rows.sort_values("date").tail(config.serving_rows), names
+            )
+            key = window_key(store.features_prefix, str(symbol), window.last_date)
+            store.put_bytes(key, window.to_bytes())
+            prefix = key.rsplit("/", 1)[0] + "/"
+            stale += [k for k in held if k.startswith(prefix) and k != key]
+            done += 1
+            if progress is not None:
+                progress("windows", done, len(todo))
     store.delete_keys(stale)
     return len(todo)

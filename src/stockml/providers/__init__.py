@@ -1,7 +1,9 @@
 """Market-data providers: one interface (``Provider``), one bar schema, retries, fallback.
 
 ``build_providers(settings)`` turns ``settings.ingest.providers`` (fallback order) into one
-provider. Names: ``yfinance``, ``alpha_vantage``, ``polygon``, ``csv``, ``sample``.
+provider. Names: ``yfinance``, ``alpha_vantage``, ``polygon``, ``csv``, ``parquet``, ``sample``.
+``csv`` and ``parquet`` read a folder of per-symbol files or ONE multi-symbol table file (a
+``symbol`` column): a whole universe in one file.
 Provider modules import their client library only when built, so a runtime that uses
 ``sample`` needs neither yfinance nor polygon.
 """
@@ -70,14 +72,39 @@ def _polygon(settings: Settings, retry: RetryPolicy) -> Provider:
 
 def _csv(settings: Settings, retry: RetryPolicy) -> Provider:
     from stockml.providers.csv import CsvProvider
+    from stockml.providers.parquet import TableProvider, is_table_file
 
     if not settings.ingest.csv_path:
         raise ConfigError(
             "the csv provider needs a folder or s3:// prefix of <SYMBOL>.csv files: "
             "--path on the command line (ingest.csv_path in the configuration)"
         )
+    if is_table_file(settings.ingest.csv_path):
+        # one multi-symbol file (a `symbol` column): the whole universe in one table
+        return TableProvider(
+            settings.ingest.csv_path,
+            "csv",
+            endpoint_url=settings.store.endpoint_url,
+            region=settings.store.region,
+            retry=retry,
+        )
     return CsvProvider(
         settings.ingest.csv_path,
+        endpoint_url=settings.store.endpoint_url,
+        region=settings.store.region,
+        retry=retry,
+    )
+
+
+def _parquet(settings: Settings, retry: RetryPolicy) -> Provider:
+    from stockml.providers.parquet import parquet_provider
+
+    if not settings.ingest.parquet_path:
+        raise ConfigError(
+            "the parquet provider needs ingest.parquet_path (a .parquet file, a folder or s3:// prefix)"
+        )
+    return parquet_provider(
+        settings.ingest.parquet_path,
         endpoint_url=settings.store.endpoint_url,
         region=settings.store.region,
         retry=retry,
@@ -95,6 +122,7 @@ _REGISTRY: dict[str, Callable[[Settings, RetryPolicy], Provider]] = {
     "alpha_vantage": _alpha_vantage,
     "polygon": _polygon,
     "csv": _csv,
+    "parquet": _parquet,
     "sample": _sample,
 }
 PROVIDER_NAMES: list[str] = list(_REGISTRY)

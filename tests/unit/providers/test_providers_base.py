@@ -167,10 +167,16 @@ def test_build_providers_refuses_bad_settings(monkeypatch, ingest, message):
 
 
 def test_every_registered_name_builds(monkeypatch, tmp_path):
-    # GIVEN keys and a csv path
+    # GIVEN keys and a csv (and parquet) path
     monkeypatch.setenv("POLYGON_API_KEY", "k")
     monkeypatch.setenv("ALPHA_VANTAGE_API_KEY", "k")
-    settings = Settings(ingest={"providers": PROVIDER_NAMES, "csv_path": str(tmp_path)})
+    settings = Settings(
+        ingest={
+            "providers": PROVIDER_NAMES,
+            "csv_path": str(tmp_path),
+            "parquet_path": str(tmp_path),
+        }
+    )
 
     # WHEN / THEN each name gives the provider of that name
     assert [p.name for p in build_providers(settings).providers] == PROVIDER_NAMES

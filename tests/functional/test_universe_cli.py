@@ -1,0 +1,76 @@
+"""A universe from one multi-symbol file through ``stockml ingest`` and ``stockml features``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from stockml import cli
+from stockml.features import FeatureConfig
+from stockml.local import LocalServer
+from stockml.settings import StoreSettings
+from stockml.storage import Store
+from utils.universe import make_universe
+
+pytestmark = pytest.mark.integration
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(
+    monkeypatch: pytest.MonkeyPatch, store_settings: StoreSettings, moto_server: LocalServer
+) -> Store:
+    monkeypatch.setenv("STOCKML_STORE__BUCKET", store_settings.bucket)
+    monkeypatch.setenv("STOCKML_STORE__ENDPOINT_URL", moto_server.url)
+    return Store.from_settings(store_settings)
+
+
+def test_one_file_ingests_every_symbol_and_the_universe_gets_cross_sections(
+    env: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN 35 stocks in ONE parquet file, and a universe naming that file
+    bars = make_universe(n_symbols=35, start="2017-01-03", end="2017-04-28")
+    path = tmp_path / "universe.parquet"
+    bars.drop(columns=["source"]).to_parquet(path)
+    monkeypatch.setenv("STOCKML_UNIVERSES", json.dumps({"mine": {"file": str(path)}}))
+    # WHEN the file is ingested (no --symbols: every symbol of the file), then its features
+    ingested = runner.invoke(cli.app, ["ingest", "--path", str(path), "--start", "2017-01-01"])
+    features = runner.invoke(cli.app, ["features", "--universe", "mine"])
+    # THEN both succeed and, for this many symbols, print totals rather than 35 rows
+    assert ingested.exit_code == 0, ingested.output
+    assert "all 35" in ingested.output and str(len(bars)) in ingested.output
+    assert features.exit_code == 0, features.output
+    warmup = FeatureConfig.from_yaml().warmup_rows()
+    assert "all 35" in features.output
+    assert str(len(bars) - 35 * warmup) in features.output
+    # AND every stock's rows are stored, ranked against the 34 others
+    stored = env.read_table(env.features_prefix)
+    assert stored["symbol"].nunique() == 35
+    last = stored[stored["date"] == stored["date"].max()]
+    assert sorted(last["xs_logret_1"]) == pytest.approx([i / 34 - 0.5 for i in range(35)])
+
+
+@pytest.mark.shared_data
+def test_part_of_the_shared_universe_file_end_to_end(
+    env: Store, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the real universe file and a named universe of five of its stocks (SNI has 2 rows)
+    path = shared_data / "prices/daily/sp500-universe/sp500-400-2015-2018.parquet"
+    five = ["AAPL", "JNJ", "MSFT", "PYPL", "SNI"]
+    monkeypatch.setenv("STOCKML_UNIVERSES", json.dumps({"five": {"symbols": five}}))
+    # WHEN they are ingested from the file and their features computed
+    ingested = runner.invoke(cli.app, ["ingest", "--path", str(path), "--universe", "five"])
+    features = runner.invoke(cli.app, ["features", "--universe", "five"])
+    # THEN every bar of the file is stored, and SNI is skipped for its warm-up
+    assert ingested.exit_code == 0, ingested.output
+    table = pd.read_parquet(path)
+    stored = env.read_bars(five)
+    assert len(stored) == table["symbol"].isin(five).sum()
+    assert features.exit_code == 0, features.output
+    assert "SNI" in features.output and "skipped" in features.output
+    assert set(env.last_dates(env.features_prefix)) == set(five) - {"SNI"}
