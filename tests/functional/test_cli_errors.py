@@ -129,7 +129,7 @@ def test_the_console_script_prints_one_line_and_a_traceback_only_with_verbose(
     assert plain.returncode == 2 and plain.stdout == ""
     assert plain.stderr.splitlines() == [
         "error: unknown provider 'nope'; known: "
-        "['yfinance', 'alpha_vantage', 'polygon', 'csv', 'sample']"
+        "['yfinance', 'alpha_vantage', 'polygon', 'csv', 'parquet', 'sample']"
     ]
     # AND --verbose shows where it came from
     assert verbose.returncode != 0 and "Traceback" in verbose.stderr + verbose.stdout
