@@ -190,7 +190,7 @@ def local_down() -> None:
         console.print("not up")
         return
     with contextlib.suppress(ProcessLookupError):  # already gone: only the state file is left
-        os.kill(int(state["pid"]), signal.SIGTERM)
+        os.kill(int(str(state["pid"])), signal.SIGTERM)
     LOCAL_STATE.unlink()
     console.print(f"stopped {state['endpoint_url']}")
 
