@@ -1,20 +1,24 @@
-"""The SAM application with the real SAM CLI: `sam validate --lint`, `sam build` of the API zip,
-and the built zip serving every endpoint from a bare interpreter (no site-packages), as Lambda
-runs it. The SAM CLI lives in its own venv (`make sam-venv`; `.ci/run` installs it); without
+"""The SAM application with the real SAM CLI: `sam validate --lint`, `sam build` of every
+function, the API zip serving every endpoint and the features zip running its handler, each
+from a bare interpreter (no site-packages) of its runtime, as Lambda runs them. The SAM CLI lives in its own venv (`make sam-venv`; `.ci/run` installs it); without
 it these tests skip and say so. No Docker is needed: nothing here runs `sam local`."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import textwrap
 import tomllib
+from datetime import date
+from importlib.metadata import distribution
 from pathlib import Path
 
 import pytest
 
 from stockml.settings import StoreSettings
+from stockml.storage import Store
 from utils.api_fixtures import API_KEY
 from utils.lambda_artefact import (
     REPO,
@@ -27,6 +31,21 @@ from utils.lambda_artefact import (
     template,
     tree_mb,
 )
+from utils.sample_data import sample_bars
+
+
+def _provided() -> set[str]:
+    """functions/lambda_build.py's PROVIDED: what the zips leave to the layer and runtime."""
+    spec = importlib.util.spec_from_file_location(
+        "lambda_build", REPO / "functions/lambda_build.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return set(module.PROVIDED)
+
+
+PROVIDED = _provided()
 
 pytestmark = [
     pytest.mark.integration,
@@ -67,9 +86,9 @@ def test_sam_validate_with_lint_passes(api_python: Path) -> None:
 
 @pytest.fixture(scope="module")
 def api_build(api_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`sam build PredictionFunction` (and its package layer) into a fresh folder."""
+    """`sam build` of the whole template (every function and the package layer)."""
     build = tmp_path_factory.mktemp("sam") / "build"
-    result = sam_build(build, api_python, "PredictionFunction")
+    result = sam_build(build, api_python)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return build
 
@@ -147,6 +166,81 @@ def test_the_built_zip_serves_every_endpoint_in_a_bare_interpreter(
     # THEN every endpoint answers 200, from modules of the zip, the layer and the stdlib only
     assert result["statuses"] == dict.fromkeys(ENDPOINTS, 200)
     assert result["outside"] == []
+
+
+def _layer_stand_in(folder: Path) -> Path:
+    """What the AWS SDK for pandas layer and the runtime provide, linked from this venv."""
+    folder.mkdir()
+    for name in PROVIDED:
+        dist = distribution(name)
+        site = Path(str(dist.locate_file("")))
+        tops = {f.parts[0] for f in dist.files or [] if len(f.parts) > 1}
+        for top in tops - {"..", "bin"}:
+            if not top.endswith((".dist-info", ".data")) and not (folder / top).exists():
+                (folder / top).symlink_to(site / top)
+    return folder
+
+
+def test_the_python311_zips_leave_the_data_stack_to_the_layer_and_run(
+    api_build: Path, store_settings: StoreSettings, tmp_path: Path
+) -> None:
+    # GIVEN the built ingest and features functions and a store holding MSFT's raw bars
+    python = find_python("3.11")
+    if python is None:
+        pytest.skip("no python3.11 interpreter to run the python3.11 functions")
+    for name in ("IngestFunction", "FeaturesFunction"):
+        function = api_build / name
+        assert (function / "app.py").is_file(), name
+        # THEN neither carries what the layer and the runtime provide
+        assert sorted(p for p in PROVIDED if (function / p).exists()) == [], name
+    Store.from_settings(store_settings).upsert_bars(sample_bars("MSFT", start=date(2015, 1, 1)))
+    stand_in = _layer_stand_in(tmp_path / "aws-sdk-pandas")
+    code = textwrap.dedent(
+        f"""
+        import json, sys, importlib.util
+        layers = [{str(api_build / "StockmlPackageLayer" / "python")!r}, {str(stand_in)!r}]
+
+        def load(folder):
+            sys.path[:0] = [folder, *layers]
+            spec = importlib.util.spec_from_file_location(folder, folder + "/app.py")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+
+        class Context:
+            function_name = "stockml-features"
+            memory_limit_in_mb = 2048
+            invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:f"
+            aws_request_id = "zip"
+
+        load({str(api_build / "IngestFunction")!r})
+        features = load({str(api_build / "FeaturesFunction")!r})
+        event = json.load(open("events/features_manual.json"))
+        print(json.dumps(features.lambda_handler(event, Context())))
+        """
+    )
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "STOCKML_STORE__BUCKET": store_settings.bucket,
+        "STOCKML_STORE__ENDPOINT_URL": str(store_settings.endpoint_url),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    # WHEN a bare python3.11 imports the ingest handler and runs the features handler
+    out = subprocess.run(  # noqa: S603 - fixed argv
+        [str(python), "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    # THEN the features of MSFT are written
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["rows"]["MSFT"] > 0, report
 
 
 def test_samconfig_sets_only_options_its_commands_have(api_python: Path) -> None:
