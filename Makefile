@@ -46,10 +46,11 @@ $(SAM_VENV)/.installed: infra/sam-requirements.txt
 	$(SAM_VENV)/bin/pip install -q -r infra/sam-requirements.txt
 	touch $@
 
-# what CI checks of the template; `sam build` of the API needs a python3.12 on PATH
+# what CI checks of the template; `sam build` of the API needs a python3.12 on PATH, the
+# ingest and features builds (functions/Makefile) a $(PYTHON) with pip
 sam: sam-venv
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(SAM_VENV)/bin/sam validate --lint
-	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(SAM_VENV)/bin/sam build PredictionFunction
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(SAM_VENV)/bin/sam build
 
 # every benchmark, then one table of the figures beside their goals (benchmarks/RESULTS.md)
 bench: setup

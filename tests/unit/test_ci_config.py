@@ -227,3 +227,10 @@ def test_the_changelog_has_notes_for_the_packages_version() -> None:
     # THEN it prints that version's section of CHANGELOG.md
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
+
+
+def test_readme_badges_show_workflows_that_exist() -> None:
+    readme = (REPO / "README.md").read_text()
+    badges = re.findall(r"actions/workflows/([\w.-]+)/badge\.svg", readme)
+    assert set(badges) == {"ci.yml", "release.yml"}
+    assert all((WORKFLOWS / name).is_file() for name in badges)
