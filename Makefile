@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # the AWS SAM CLI lives in its own venv: it pins older dependencies than the project
 SAM_VENV ?= .venv-sam
 # the trees lint and format cover (dashboard/ once it exists)
-LINT_TREES := src tests functions training benchmarks $(wildcard dashboard)
+LINT_TREES := src tests functions training benchmarks .github $(wildcard dashboard)
 
 .PHONY: setup demo test lint security sam-venv sam bench clean
 

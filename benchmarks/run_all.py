@@ -71,6 +71,7 @@ FIGURES = [
     Figure("serve", "predict_p99_ms", "<=", 5, "/predict p99 through the handler"),
     Figure("serve", "throughput_ratio", ">=", 0.5, "/predict vs trivial req/s"),
     Figure("serve", "cold_start_ratio", "<=", 2, "cold start vs bare imports"),
+    Figure("serve", "zip_cold_start_ratio", "<=", 2, "the zip's cold start (bare python -S)"),
     Figure("serve", "package_type", "==", "Zip", "the API's Lambda package"),
     Figure("serve", "artefact_mb", "<=", 250, "API zip, unzipped MB"),
     Figure("serve", "artefact_mb", "<=", 120, "API zip, unzipped MB (moonshot)"),
@@ -88,9 +89,12 @@ class Row:
 
 
 def run(
-    script: Path, args: list[str], timeout_s: float = 3600
+    script: Path, args: list[str], timeout_s: float = 3600, log: Path | None = None
 ) -> tuple[dict[str, Any] | None, str]:
-    """Run one benchmark; its last stdout line as JSON, or None and the reason."""
+    """Run one benchmark; its last stdout line as JSON, or None and the reason.
+
+    ``log``: where to keep its whole output (stdout, then stderr).
+    """
     try:
         done = subprocess.run(  # noqa: S603 - a benchmark of this folder, fixed arguments
             [sys.executable, str(script), *args],
@@ -102,6 +106,8 @@ def run(
         )
     except subprocess.TimeoutExpired:
         return None, f"timed out after {timeout_s:.0f} s"
+    if log is not None:
+        log.write_text(done.stdout + done.stderr)
     lines = done.stdout.strip().splitlines()
     try:
         result = json.loads(lines[-1]) if lines else None
@@ -188,6 +194,7 @@ def main() -> None:
     )
     parser.add_argument("--only", default="", help="comma-separated benchmarks (default: all)")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--logs", type=Path, help="keep each benchmark's output in DIR/<name>.log")
     args = parser.parse_args()
     wanted = [b.strip() for b in args.only.split(",") if b.strip()] or list(COMMANDS)
     unknown = set(wanted) - set(COMMANDS)
@@ -198,7 +205,10 @@ def main() -> None:
     for name in wanted:
         started = time.perf_counter()
         print(f"== {name}.py {' '.join(COMMANDS[name])}", flush=True)
-        results[name] = run(HERE / f"{name}.py", COMMANDS[name])
+        if args.logs:
+            args.logs.mkdir(parents=True, exist_ok=True)
+        log = args.logs / f"{name}.log" if args.logs else None
+        results[name] = run(HERE / f"{name}.py", COMMANDS[name], log=log)
         print(f"   {time.perf_counter() - started:.0f} s {results[name][1]}", flush=True)
     rows = evaluate(results)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
