@@ -161,10 +161,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_weak_secrets(self) -> Settings:
-        """Outside development, refuse a secret that is empty, published or guessable.
+        """Outside development, refuse a secret that is published or guessable.
 
-        An unset secret stays allowed: it switches its feature off (no API key check, a
-        provider that is skipped), which is a choice, not a leak.
+        An unset (or empty) secret stays allowed: it switches its feature off (no API key
+        check, a provider that is skipped), which is a choice, not a leak.
         """
         if self.env == "development":
             return self
@@ -174,9 +174,9 @@ class Settings(BaseSettings):
             "STOCKML_API_KEY": self.api_key,
         }
         for name, secret in secrets.items():
-            if secret is None:
+            value = secret.get_secret_value().strip() if secret is not None else ""
+            if not value:  # unset, or empty as in .env.example: the feature is off
                 continue
-            value = secret.get_secret_value().strip()
             if value.lower() in _PUBLISHED_SECRETS or len(value) < MIN_SECRET_CHARS:
                 raise ConfigError(
                     f"{name} is a placeholder or shorter than {MIN_SECRET_CHARS} characters; "

@@ -30,7 +30,7 @@ def test_an_unknown_environment_is_refused() -> None:
 @pytest.mark.parametrize(
     "variable", ["STOCKML_API_KEY", "POLYGON_API_KEY", "ALPHA_VANTAGE_API_KEY"]
 )
-@pytest.mark.parametrize("value", [API_KEY, "changethis", "", "short-key"])
+@pytest.mark.parametrize("value", [API_KEY, "changethis", "short-key", "  testing "])
 def test_outside_development_a_published_or_short_secret_is_refused(
     monkeypatch: pytest.MonkeyPatch, env: str, variable: str, value: str
 ) -> None:
@@ -53,6 +53,9 @@ def test_development_accepts_the_test_key_and_production_a_real_one(
     assert Settings(env="production").api_key.get_secret_value() == STRONG  # type: ignore[union-attr]
     monkeypatch.delenv("STOCKML_API_KEY")
     assert Settings(env="production").api_key is None
+    # AND an empty one, as .env.example leaves them, counts as unset
+    monkeypatch.setenv("POLYGON_API_KEY", "")
+    assert not Settings(env="production").polygon_api_key
 
 
 def test_an_empty_store_endpoint_means_aws(monkeypatch: pytest.MonkeyPatch) -> None:
