@@ -556,6 +556,31 @@ def features(
         raise typer.Exit(code=1)
 
 
+# === data lake catalog ===
+
+
+@app.command()
+def catalog(
+    database: str = typer.Option("stockml", help="Glue database (created when missing)."),
+) -> None:
+    """Register raw/ and features/ in the Glue Data Catalog (partition projection) for Athena."""
+    from stockml.catalog import register_tables
+    from stockml.storage import Store
+
+    settings = _settings()
+    # moto_server and LocalStack serve Glue on the store's endpoint; None = AWS
+    report = register_tables(
+        Store.from_settings(settings.store), database, glue_endpoint_url=settings.store.endpoint_url
+    )
+    if not report.tables:
+        console.print("nothing to register yet: ingest first")
+    for name, info in report.tables.items():
+        console.print(
+            f"{database}.{name} (+ {name}_delta): {info.symbols} symbols, "
+            f"years {info.first_year}-{info.last_year}, {info.columns} columns"
+        )
+
+
 # === training and evaluation (issue [3/6]) ===
 
 

@@ -42,7 +42,7 @@ def wait_http(
                 f"server exited with code {process.returncode} before {url} answered"
             )
         try:
-            urllib.request.urlopen(url, timeout=2)  # noqa: S310 - loopback only
+            urllib.request.urlopen(url, timeout=2)  # noqa: S310 - loopback only  # nosec B310
             return
         except urllib.error.HTTPError:
             return

@@ -3,7 +3,9 @@
 Environment variables use the prefix ``STOCKML_`` and ``__`` for nesting, e.g.
 ``STOCKML_STORE__BUCKET=my-bucket`` or ``STOCKML_INGEST__PROVIDERS='["yfinance","sample"]'``.
 Secrets are read from the environment only (never from YAML): ``ALPHA_VANTAGE_API_KEY``,
-``POLYGON_API_KEY``, ``STOCKML_API_KEY``.
+``POLYGON_API_KEY``, ``STOCKML_API_KEY``. Outside ``env: development`` a secret that is set
+must not be a value published in this repository (examples, tests) nor too short to resist a
+guess: :meth:`Settings._refuse_weak_secrets`.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import os
 from datetime import date
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,6 +29,14 @@ from pydantic_settings import (
 from stockml.errors import ConfigError
 
 CONFIG_DIR_ENV = "STOCKML_CONFIG_DIR"
+
+Environment = Literal["development", "staging", "production"]
+# the template's stage names (and a laptop's "local") name the same environments
+_ENV_ALIASES = {"dev": "development", "local": "development", "prod": "production"}
+# secret values published in the repository (.env.example, tests, events): never outside
+# development
+_PUBLISHED_SECRETS = {"changeme", "changethis", "local-test-key", "secret", "test", "testing"}
+MIN_SECRET_CHARS = 16
 
 
 def find_config_dir() -> Path | None:
@@ -59,6 +69,7 @@ class StoreSettings(BaseModel):
     """Where data lives: an S3 bucket (moto_server, LocalStack or AWS by endpoint)."""
 
     bucket: str = "stockml-local"
+    # None = AWS; "" means None too (a template can only declare a variable with a value)
     endpoint_url: str | None = None
     region: str = "us-east-1"
     raw_prefix: str = "raw"
@@ -66,6 +77,11 @@ class StoreSettings(BaseModel):
     quarantine_prefix: str = "quarantine"
     models_prefix: str = "models"
     news_prefix: str = "news"
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _empty_is_aws(cls, value: str | None) -> str | None:
+        return value or None
 
 
 class IngestSettings(BaseModel):
@@ -168,7 +184,7 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    env: str = "development"
+    env: Environment = "development"
     store: StoreSettings = Field(default_factory=StoreSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     universes: dict[str, UniverseSpec] = Field(default_factory=dict)
@@ -187,6 +203,36 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("STOCKML_API_KEY")
     )
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_alias(cls, value: object) -> object:
+        return _ENV_ALIASES.get(value.lower(), value.lower()) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _refuse_weak_secrets(self) -> Settings:
+        """Outside development, refuse a secret that is published or guessable.
+
+        An unset (or empty) secret stays allowed: it switches its feature off (no API key
+        check, a provider that is skipped), which is a choice, not a leak.
+        """
+        if self.env == "development":
+            return self
+        secrets = {
+            "ALPHA_VANTAGE_API_KEY": self.alpha_vantage_api_key,
+            "POLYGON_API_KEY": self.polygon_api_key,
+            "STOCKML_API_KEY": self.api_key,
+        }
+        for name, secret in secrets.items():
+            value = secret.get_secret_value().strip() if secret is not None else ""
+            if not value:  # unset, or empty as in .env.example: the feature is off
+                continue
+            if value.lower() in _PUBLISHED_SECRETS or len(value) < MIN_SECRET_CHARS:
+                raise ConfigError(
+                    f"{name} is a placeholder or shorter than {MIN_SECRET_CHARS} characters; "
+                    f"env {self.env!r} needs a real secret (or leave it unset)"
+                )
+        return self
 
     @classmethod
     def settings_customise_sources(

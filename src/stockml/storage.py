@@ -700,7 +700,7 @@ class Store:
         symbols = sorted(new["symbol"].astype(str).unique())
         days = _naive_day(new[column])
         if parts is None:
-            existing = self._parts(prefix, symbols)
+            existing: list[PartFile] = self._parts(prefix, symbols)
         else:  # a listing of more symbols (a whole ingestion run): only these matter here
             wanted = set(symbols)
             existing = [p for p in parts if p.symbol in wanted]

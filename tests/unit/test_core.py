@@ -24,7 +24,7 @@ def test_settings_yaml_then_env_then_init(monkeypatch: pytest.MonkeyPatch) -> No
     assert s.store.bucket == "from-env"
     assert s.ingest.symbols == ["AAPL"]
     assert s.api.cors_origins == ["http://localhost:8501", "http://127.0.0.1:8501"]
-    assert Settings(env="prod").env == "prod"
+    assert Settings(env="prod").env == "production"  # the template's stage names
 
 
 def test_secrets_only_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

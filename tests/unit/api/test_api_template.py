@@ -1,4 +1,4 @@
-"""template.yaml, prediction API section: image packaging, gateway key/throttling, read-only IAM."""
+"""template.yaml, prediction API section: zip packaging, gateway key/throttling, read-only IAM."""
 
 from __future__ import annotations
 
@@ -32,17 +32,20 @@ def resources() -> dict[str, Any]:
     return template["Resources"]
 
 
-def test_api_function_is_an_image_built_from_the_serving_dockerfile(
+def test_api_function_is_a_zip_with_the_package_layer_and_an_image_alternative(
     resources: dict[str, Any],
 ) -> None:
-    function = resources["PredictionFunction"]
-    assert function["Properties"]["PackageType"] == "Image"
-    assert "Runtime" not in function["Properties"] and "Handler" not in function["Properties"]
-    dockerfile = REPO / function["Metadata"]["DockerContext"] / function["Metadata"]["Dockerfile"]
+    props = resources["PredictionFunction"]["Properties"]
+    # a zip (the default package type) of functions/api on python3.12, stockml from the layer
+    assert props.get("PackageType", "Zip") == "Zip"
+    assert props["CodeUri"] == "functions/api/" and props["Handler"] == "app.handler"
+    assert props["Runtime"] == "python3.12"
+    assert {"Ref": "StockmlPackageLayer"} in props["Layers"]
+    # the container image alternative builds the same handler with the serving extra only
+    dockerfile = REPO / "functions/api/Dockerfile"
     text = "\n".join(
         line for line in dockerfile.read_text().splitlines() if not line.startswith("#")
     )
-    # only the serving extra, and the handler of functions/api
     assert "[serving]" in text and 'CMD ["app.handler"]' in text
     assert not any(lib in text for lib in ("torch", "xgboost", "lightgbm", "mlflow"))
 

@@ -1,0 +1,277 @@
+"""The SAM application with the real SAM CLI: `sam validate --lint`, `sam build` of every
+function, the API zip serving every endpoint and the features zip running its handler, each
+from a bare interpreter (no site-packages) of its runtime, as Lambda runs them. The SAM CLI lives in its own venv (`make sam-venv`; `.ci/run` installs it); without
+it these tests skip and say so. No Docker is needed: nothing here runs `sam local`."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import textwrap
+import tomllib
+from datetime import date
+from importlib.metadata import distribution
+from pathlib import Path
+
+import pytest
+
+from stockml.settings import StoreSettings
+from stockml.storage import Store
+from utils.api_fixtures import API_KEY
+from utils.lambda_artefact import (
+    REPO,
+    SAM,
+    ZIP_LIMIT_MB,
+    api_runtime,
+    find_python,
+    sam_build,
+    sam_env,
+    template,
+    tree_mb,
+)
+from utils.sample_data import sample_bars
+
+
+def _provided() -> set[str]:
+    """functions/lambda_build.py's PROVIDED: what the zips leave to the layer and runtime."""
+    spec = importlib.util.spec_from_file_location(
+        "lambda_build", REPO / "functions/lambda_build.py"
+    )
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return set(module.PROVIDED)
+
+
+PROVIDED = _provided()
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not SAM.is_file(),
+        reason="aws-sam-cli is not installed: `make sam-venv` puts it in .venv-sam (its own "
+        "venv: it pins older boto3/click/pydantic than the project)",
+    ),
+]
+
+ENDPOINTS = ["root", "health", "version", "symbols", "predict", "plot", "metrics", "metrics_prom"]
+HEAVY = ["pandas", "pyarrow", "boto3", "botocore", "awswrangler", "torch", "xgboost", "mlflow"]
+
+
+@pytest.fixture(scope="module")
+def api_python() -> Path:
+    """An interpreter of the API function's runtime (sam's builder needs the same version)."""
+    version = api_runtime().removeprefix("python")
+    python = find_python(version)
+    if python is None:
+        pytest.skip(f"no python{version} interpreter here to build the {api_runtime()} function")
+    return python
+
+
+def test_sam_validate_with_lint_passes(api_python: Path) -> None:
+    result = subprocess.run(  # noqa: S603 - fixed argv
+        [str(SAM), "validate", "--lint"],
+        cwd=REPO,
+        env=sam_env(api_python),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def api_build(api_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`sam build` of the whole template (every function and the package layer)."""
+    build = tmp_path_factory.mktemp("sam") / "build"
+    result = sam_build(build, api_python)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return build
+
+
+def test_the_api_zip_is_within_lambdas_limit_and_carries_no_heavy_stack(api_build: Path) -> None:
+    # GIVEN the built function and the layer it uses
+    function, layer = api_build / "PredictionFunction", api_build / "StockmlPackageLayer"
+    # THEN together they fit Lambda's unzipped limit
+    assert tree_mb(function) + tree_mb(layer) <= ZIP_LIMIT_MB
+    # AND neither the data stack nor training nor the SDK is inside
+    assert [name for name in HEAVY if (function / name).exists()] == []
+    # AND the configs travel with it, where the template's STOCKML_CONFIG_DIR says
+    env = template()["Resources"]["PredictionFunction"]["Properties"]["Environment"]["Variables"]
+    config_dir = Path(env["STOCKML_CONFIG_DIR"].replace("/var/task", str(function)))
+    assert (config_dir / "config.yaml").read_text() == (REPO / "configs/config.yaml").read_text()
+
+
+def test_the_built_zip_serves_every_endpoint_in_a_bare_interpreter(
+    api_build: Path, api_python: Path, serving_store: StoreSettings
+) -> None:
+    # GIVEN the zip's folders as Lambda mounts them (/var/task, /opt/python) and nothing else
+    function = api_build / "PredictionFunction"
+    layer = api_build / "StockmlPackageLayer" / "python"
+    variables = template()["Resources"]["PredictionFunction"]["Properties"]["Environment"]
+    code = textwrap.dedent(
+        f"""
+        import json, sys, sysconfig
+        sys.path[:0] = [{str(function)!r}, {str(layer)!r}]
+        import app
+
+        class Context:
+            function_name = "stockml-api"
+            memory_limit_in_mb = 1024
+            invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:stockml-api"
+            aws_request_id = "zip"
+
+        statuses = {{}}
+        for name in {ENDPOINTS!r}:
+            event = json.load(open(f"events/api_{{name}}_v2.json"))
+            statuses[name] = app.handler(event, Context())["statusCode"]
+        allowed = ({str(function)!r}, {str(layer)!r}, sysconfig.get_paths()["stdlib"])
+        outside = sorted(
+            m.__name__ for m in list(sys.modules.values())
+            if getattr(m, "__file__", None) and not m.__file__.startswith(allowed)
+        )
+        print(json.dumps({{"statuses": statuses, "outside": outside}}))
+        """
+    )
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "STOCKML_CONFIG_DIR": variables["Variables"]["STOCKML_CONFIG_DIR"].replace(
+            "/var/task", str(function)
+        ),
+        "STOCKML_STORE__BUCKET": serving_store.bucket,
+        "STOCKML_STORE__ENDPOINT_URL": str(serving_store.endpoint_url),
+        "STOCKML_API_KEY": API_KEY,
+        "STOCKML_API__RATE_LIMIT_PER_MINUTE": "0",
+        # Lambda puts the function role's credentials in the environment
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    # WHEN a fresh interpreter without site-packages (-S) imports the handler and serves
+    out = subprocess.run(  # noqa: S603 - fixed argv
+        [str(api_python), "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    # THEN every endpoint answers 200, from modules of the zip, the layer and the stdlib only
+    assert result["statuses"] == dict.fromkeys(ENDPOINTS, 200)
+    assert result["outside"] == []
+
+
+def _layer_stand_in(folder: Path) -> Path:
+    """What the AWS SDK for pandas layer and the runtime provide, linked from this venv."""
+    folder.mkdir()
+    for name in PROVIDED:
+        dist = distribution(name)
+        site = Path(str(dist.locate_file("")))
+        tops = {f.parts[0] for f in dist.files or [] if len(f.parts) > 1}
+        for top in tops - {"..", "bin"}:
+            if not top.endswith((".dist-info", ".data")) and not (folder / top).exists():
+                (folder / top).symlink_to(site / top)
+    return folder
+
+
+def test_the_python311_zips_leave_the_data_stack_to_the_layer_and_run(
+    api_build: Path, store_settings: StoreSettings, tmp_path: Path
+) -> None:
+    # GIVEN the built ingest and features functions and a store holding MSFT's raw bars
+    python = find_python("3.11")
+    if python is None:
+        pytest.skip("no python3.11 interpreter to run the python3.11 functions")
+    for name in ("IngestFunction", "FeaturesFunction"):
+        function = api_build / name
+        assert (function / "app.py").is_file(), name
+        # THEN neither carries what the layer and the runtime provide
+        assert sorted(p for p in PROVIDED if (function / p).exists()) == [], name
+    Store.from_settings(store_settings).upsert_bars(sample_bars("MSFT", start=date(2015, 1, 1)))
+    stand_in = _layer_stand_in(tmp_path / "aws-sdk-pandas")
+    code = textwrap.dedent(
+        f"""
+        import json, sys, importlib.util
+        layers = [{str(api_build / "StockmlPackageLayer" / "python")!r}, {str(stand_in)!r}]
+
+        def load(folder):
+            sys.path[:0] = [folder, *layers]
+            spec = importlib.util.spec_from_file_location(folder, folder + "/app.py")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+
+        class Context:
+            function_name = "stockml-features"
+            memory_limit_in_mb = 2048
+            invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:f"
+            aws_request_id = "zip"
+
+        load({str(api_build / "IngestFunction")!r})
+        features = load({str(api_build / "FeaturesFunction")!r})
+        event = json.load(open("events/features_manual.json"))
+        print(json.dumps(features.lambda_handler(event, Context())))
+        """
+    )
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "STOCKML_STORE__BUCKET": store_settings.bucket,
+        "STOCKML_STORE__ENDPOINT_URL": str(store_settings.endpoint_url),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    # WHEN a bare python3.11 imports the ingest handler and runs the features handler
+    out = subprocess.run(  # noqa: S603 - fixed argv
+        [str(python), "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    # THEN the features of MSFT are written
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["rows"]["MSFT"] > 0, report
+
+
+def test_samconfig_sets_only_options_its_commands_have(api_python: Path) -> None:
+    # GIVEN samconfig.toml's sections: <env>.<command>.parameters, where the command's words
+    # are joined by "_" (local_start_api = `sam local start-api`)
+    config = tomllib.loads((REPO / "samconfig.toml").read_text())
+    sections = {
+        (env_name, command): section["parameters"]
+        for env_name, commands in config.items()
+        if env_name != "version"
+        for command, section in commands.items()
+        if command != "global"
+    }
+    assert ("default", "local_invoke") in sections
+    helps: dict[str, str] = {}
+    for (env_name, command), parameters in sections.items():
+        words = (
+            ["local", command[6:].replace("_", "-")]
+            if command.startswith("local_")
+            else [command.replace("_", "-")]
+        )
+        # WHEN the SAM CLI describes that command
+        if command not in helps:
+            helps[command] = subprocess.run(  # noqa: S603 - fixed argv
+                [str(SAM), *words, "--help"],
+                env=sam_env(api_python),
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            ).stdout
+        # THEN every key is one of its options
+        for key in parameters:
+            assert f"--{key.replace('_', '-')}" in helps[command], (env_name, command, key)
