@@ -78,9 +78,10 @@ def main() -> None:
 
     from stockml.bundle import FeatureSpec
     from stockml.features import FeatureConfig, build_features, feature_columns, target_columns
+    from stockml.model_config import ModelConfig
     from stockml.models import model_entry
     from stockml.providers.sample import SampleProvider
-    from stockml.train import ModelConfig, build_models, clean_frame, make_samples
+    from stockml.train import build_models, clean_frame, make_samples
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no CUDA device")
