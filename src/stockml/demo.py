@@ -139,11 +139,19 @@ def _gate_table(summary: dict[str, Any]) -> Table:
         value, threshold = check["value"], check["threshold"]
         table.add_row(
             check["name"],
-            f"{value:.4g}" if isinstance(value, float) else str(value),
-            str(threshold),
+            _short(value),
+            _short(threshold),
             "yes" if check["passed"] else "NO",
         )
     return table
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    return str(value)
 
 
 def _table(title: str, frame: Any) -> Table:

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from stockml.train import ModelConfig, TrainResult
+    from stockml.model_config import ModelConfig
+    from stockml.train import TrainResult
 
 logger = logging.getLogger(__name__)
 
