@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich import box
@@ -347,7 +348,7 @@ def evaluate_command(
         console.print(_gate_table(report["gate"]))
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     console.print(message, style="red", markup=False, soft_wrap=True)
     raise typer.Exit(code=2)
 

@@ -56,7 +56,8 @@ def bundle_forecasts(
     manifest = bundle.manifest
     names = list(manifest.models) if models is None else models
     bands = {**manifest.extra.get("baseline_intervals", {}), **manifest.intervals}
-    scale_features = next(iter(bands.values()), {}).get("scale_features", [])
+    first: dict[str, Any] = next(iter(bands.values()), {})
+    scale_features = list(first.get("scale_features") or [])
     rows = clean_frame(frame, spec.feature_names, [])
     samples = make_samples(rows, spec, [], scale_features)
     dates = pd.DatetimeIndex(samples.dates)

@@ -190,7 +190,7 @@ def assess(
             "onnx_parity_max_abs",
             worst,
             config.parity_tolerance,
-            _ok(worst) and worst <= config.parity_tolerance,
+            worst is not None and _ok(worst) and worst <= config.parity_tolerance,
             "max |ONNX - native| over every exported model, batch and single row <= threshold",
         )
     )
@@ -216,7 +216,7 @@ def assess(
                     f"champion_pvalue_challenger_worse_h{h}",
                     p,
                     config.champion_max_pvalue,
-                    not _ok(p) or p >= config.champion_max_pvalue,
+                    p is None or not _ok(p) or p >= config.champion_max_pvalue,
                     f"one-sided DM, challenger worse than champion {c.get('champion_version')} "
                     f"on {n} shared sessions: p >= threshold",
                 )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ PARITY_ROWS = 512
 def build_models(config: ModelConfig) -> list[Model]:
     """Fresh, unfitted models named in ``config.models``."""
     runtime = config.runtime
-    factories = {
+    factories: dict[str, Callable[[], Model]] = {
         "lstm": lambda: LSTMModel(config.lstm, runtime),
         "xgboost": lambda: XGBoostModel(config.xgboost, runtime),
         "lightgbm": lambda: LightGBMModel(config.lightgbm, runtime),

@@ -3,6 +3,8 @@ with weights (the ensemble), run a graph."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
@@ -76,7 +78,7 @@ def stack_horizons(models: list[onnx.ModelProto], n_features: int) -> onnx.Model
 
 
 def compose_weighted(
-    members: list[tuple[str, bytes, str, np.ndarray]], kind: str, input_shape: tuple[int, ...]
+    members: Sequence[tuple[str, bytes, str, np.ndarray]], kind: str, input_shape: tuple[int, ...]
 ) -> bytes:
     """One graph computing ``sum_m weights_m * member_m(input)`` per horizon.
 
