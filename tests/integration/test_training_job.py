@@ -6,6 +6,7 @@ as the GPU image would, and ``stockml evaluate --json`` in-process.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -218,6 +219,7 @@ def test_any_symbol_ingested_from_csv_can_be_evaluated_and_trained(
 def test_evaluate_bundle_forward_tests_a_published_bundle_after_its_training_end(
     store_settings: StoreSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
+    from stockml.bundle import champion_key, champion_pointer, predictions_key
     from stockml.cli import app
     from stockml.features import FeatureConfig
     from stockml.forward import bundle_forecasts
@@ -277,3 +279,29 @@ def test_evaluate_bundle_forward_tests_a_published_bundle_after_its_training_end
         FeatureWindow.from_frame(rows, bundle.feature_spec.feature_names), ["ensemble"]
     )
     np.testing.assert_allclose(forecasts.predictions["ensemble"][0], served["ensemble"], atol=1e-6)
+
+    # WHEN that bundle is the champion and a new walk-forward evaluation runs
+    store.put_bytes(champion_key("models"), champion_pointer(version, "promoted"))
+    evaluated = runner.invoke(app, ["evaluate", "--symbols", "MSFT", "--json"])
+
+    # THEN the gate compares the challenger with it on the sessions where both forecast out of
+    # sample: the champion's stored walk-forward sessions and every labelled one after its
+    # training end, within the challenger's test blocks
+    assert evaluated.exit_code == 0, evaluated.output
+    report = json.loads(evaluated.stdout)
+    days = pd.DatetimeIndex(store.read_bars(["MSFT"])["date"]).sort_values()
+    tested = pd.DatetimeIndex(
+        [
+            d
+            for fold in report["folds"]
+            for d in days
+            if fold["test"][0] <= str(d.date()) <= fold["test"][1]
+        ]
+    )
+    stored = pd.read_parquet(io.BytesIO(store.get_bytes(predictions_key("models", version))))
+    labelled_later = days[days > pd.Timestamp(train_end)][:-5]
+    champion_days = pd.DatetimeIndex(stored["date"].unique()).union(labelled_later)
+    shared = len(tested.intersection(champion_days))
+    check = next(c for c in report["gate"]["checks"] if c["name"].startswith("champion_"))
+    assert shared >= 20 and f"champion {version} on {shared} shared sessions" in check["rule"]
+    assert check["value"] is not None and check["passed"] == (check["value"] >= 0.05)
