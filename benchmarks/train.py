@@ -113,9 +113,10 @@ def main() -> None:
 
     from stockml.bundle import FeatureSpec
     from stockml.features import FeatureConfig, build_features, feature_columns, target_columns
+    from stockml.model_config import ModelConfig
     from stockml.models import model_entry
     from stockml.providers.sample import SampleProvider
-    from stockml.train import ModelConfig, build_models, clean_frame, make_samples
+    from stockml.train import build_models, clean_frame, make_samples
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no CUDA device")
@@ -263,17 +264,14 @@ def project_fit(
     """Seconds of ``LSTMModel.fit`` for exactly ``epochs`` epochs, and the fitted model."""
     import torch
 
+    from stockml.model_config import RuntimeConfig
     from stockml.models import LSTMModel
 
     model = LSTMModel(
-        **{
-            **config.lstm.model_dump(),
-            "max_epochs": epochs,
-            "patience": epochs + 1,
-            "batch_size": batch,
-        },
-        seed=config.seed,
-        device=device,
+        config.lstm.model_copy(
+            update={"max_epochs": epochs, "patience": epochs + 1, "batch_size": batch}
+        ),
+        RuntimeConfig(seed=config.seed, device=device),
     )
     started = time.perf_counter()
     model.fit(fit.sequence, fit.y, val.sequence, val.y)
@@ -346,7 +344,7 @@ def universe_lstm(args: argparse.Namespace) -> None:
 
     import torch
 
-    from stockml.train import ModelConfig
+    from stockml.model_config import ModelConfig
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: torch sees no CUDA device")

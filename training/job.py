@@ -13,9 +13,9 @@ import json
 import logging
 import sys
 
+from stockml.orchestration import run_training
 from stockml.settings import Settings
 from stockml.tracking import tracking_server
-from stockml.train import run_training
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,9 +13,14 @@ Layout of one bundle (a local folder, or ``s3://<bucket>/<models_prefix>/<versio
 Every ONNX model maps float32 inputs to float32 forward log returns for horizons 1..H:
 ``tabular`` models take ``[batch, n_features]`` (the latest feature row, scaled);
 ``sequence`` models take ``[batch, window, n_features]`` (the latest ``window`` rows, scaled).
-The ensemble is no ONNX file: it is the weighted sum of its members' outputs
-(``Manifest.ensemble_weights``), fitted on validation data only.
+The ensemble is one of them (its file holds its members' graphs and their weights).
 Serving reads only this bundle (never training configs), so training and serving cannot drift.
+
+Beside the bundles, this module owns two more keys under ``<models_prefix>/``:
+``champion.json`` (the pointer to the version the API serves, written only by the promotion
+gate) and ``_evaluation/<version>/predictions.parquet`` (the walk-forward out-of-sample
+forecasts of that version, which a later challenger is compared with on the same rows; kept
+out of the bundle folder so the API never downloads it).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from stockml.errors import BundleError, FeatureError
+from stockml.errors import BundleError, FeatureError, StoreError
 from stockml.sessions import SessionTable
 from stockml.window import FeatureWindow
 
@@ -40,10 +45,102 @@ MANIFEST = "manifest.json"
 FEATURE_SPEC = "feature_spec.json"
 METRICS = "metrics.json"
 SESSIONS = "sessions.json"
+CHAMPION = "champion.json"
+EVALUATION_DIR = "_evaluation"
+PREDICTIONS = "predictions.parquet"
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------- the champion pointer
+
+
+def champion_key(models_prefix: str) -> str:
+    """Key of the pointer naming the serving version: ``{"version": "<version>", ...}``."""
+    return f"{models_prefix.strip('/')}/{CHAMPION}"
+
+
+def predictions_key(models_prefix: str, version: str) -> str:
+    """Key of a version's walk-forward out-of-sample forecasts (outside its bundle folder)."""
+    return f"{models_prefix.strip('/')}/{EVALUATION_DIR}/{version}/{PREDICTIONS}"
+
+
+def champion_pointer(version: str, gate_summary: str) -> bytes:
+    """The pointer's bytes: the version and why it was promoted."""
+    return json.dumps(
+        {
+            "version": version,
+            "promoted_at": datetime.now(UTC).isoformat(),
+            "gate": gate_summary,
+        }
+    ).encode()
+
+
+def read_champion_version(reader: Any, models_prefix: str) -> str:
+    """The version ``champion.json`` names.
+
+    Raises:
+        BundleError: the pointer cannot be read or names no version.
+    """
+    key = champion_key(models_prefix)
+    try:
+        pointer = json.loads(reader.get_bytes(key))
+        return str(pointer["version"])
+    except StoreError as exc:
+        raise BundleError(f"no champion bundle: {key} cannot be read ({exc})") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{key} is not a version pointer: {exc}") from exc
+
+
+def publish_bundle(
+    store: Any, bundle_dir: Path, version: str, promote: bool, gate_summary: str
+) -> list[str]:
+    """Upload ``bundle_dir`` to ``<models_prefix>/<version>/`` (and its out-of-sample forecasts
+    from ``bundle_dir/../_evaluation/<version>/``); point ``champion.json`` at it if promoted.
+
+    The pointer is written last: a reader following it always finds a complete bundle.
+    """
+    prefix = store.models_prefix
+    keys = store.put_folder(bundle_dir, f"{prefix}/{version}")
+    forecasts = bundle_dir.parent / EVALUATION_DIR / version / PREDICTIONS
+    if forecasts.is_file():
+        key = predictions_key(prefix, version)
+        store.put_bytes(key, forecasts.read_bytes())
+        keys.append(key)
+    if promote:
+        store.put_bytes(champion_key(prefix), champion_pointer(version, gate_summary))
+        keys.append(champion_key(prefix))
+    return keys
+
+
+# --------------------------------------------------------------------------- intervals
+
+
+def interval_scale(band: dict[str, Any], raw: np.ndarray) -> np.ndarray:
+    """The per-row scale of a conformal band: the root mean square of the row's raw (unscaled)
+    ``band["scale_features"]`` values, floored at ``band["min_scale"]``; ones without them.
+
+    Args:
+        band: a ``Manifest.intervals`` entry.
+        raw: ``[rows, len(scale_features)]`` raw feature values.
+    """
+    names = band.get("scale_features") or []
+    if not names:
+        return np.ones(len(raw))
+    scale = np.sqrt(np.mean(np.square(np.asarray(raw, np.float64)), axis=1))
+    return np.maximum(scale, float(band.get("min_scale", 0.0)))
+
+
+def interval_offsets(
+    band: dict[str, Any], features: FeatureWindow
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper log-return offsets ``[H]`` of the band for a symbol's latest row."""
+    names = list(band.get("scale_features") or [])
+    raw = features.matrix(names)[-1:] if names else np.ones((1, 0))
+    scale = float(interval_scale(band, raw)[0])
+    return scale * np.asarray(band["lo"], np.float64), scale * np.asarray(band["hi"], np.float64)
 
 
 @dataclass(frozen=True)
@@ -53,6 +150,9 @@ class FeatureSpec:
     ``mean``/``std`` are fitted on the training window only (later data would leak the
     future into the scaler). ``feature_config`` is the feature library's configuration used
     to compute the feature columns, stored so the API never reads training-side YAML.
+    ``inactive`` features were constant on the training window: they are fed to the models
+    as 0 always, so a value the models never saw vary (e.g. an index before its data starts)
+    cannot move a forecast later.
     """
 
     feature_names: list[str]
@@ -61,6 +161,7 @@ class FeatureSpec:
     window: int
     horizon: int
     feature_config: dict[str, Any] = field(default_factory=dict)
+    inactive: list[str] = field(default_factory=list)
 
     @classmethod
     def fit(
@@ -77,7 +178,8 @@ class FeatureSpec:
             raise FeatureError("cannot fit a FeatureSpec on zero rows")
         mean = np.nanmean(x, axis=0)
         std = np.nanstd(x, axis=0)
-        std = np.where(np.isfinite(std) & (std > 1e-12), std, 1.0)
+        live = np.isfinite(std) & (std > 1e-12 * np.maximum(np.abs(mean), 1.0))
+        std = np.where(live, std, 1.0)
         return cls(
             feature_names=list(feature_names),
             mean=[float(v) for v in mean],
@@ -85,6 +187,7 @@ class FeatureSpec:
             window=int(window),
             horizon=int(horizon),
             feature_config=dict(feature_config or {}),
+            inactive=[n for n, ok in zip(feature_names, live, strict=True) if not ok],
         )
 
     def transform(self, features: pd.DataFrame | FeatureWindow) -> np.ndarray:
@@ -112,6 +215,8 @@ class FeatureSpec:
             ]
             raise FeatureError(f"features hold NaN or inf in {bad}")
         scaled = (x - np.asarray(self.mean)) / np.asarray(self.std)
+        if self.inactive:
+            scaled[:, np.isin(self.feature_names, self.inactive)] = 0.0
         # float32 here, once: tree thresholds and ONNX both see the same rounded values
         return scaled.astype(np.float32)
 
@@ -142,9 +247,10 @@ class Manifest:
     git_commit: str
     horizon: int
     models: dict[str, ModelEntry]
-    ensemble_weights: dict[str, float]
-    # conformal residual quantiles per model (and "ensemble") and horizon, from validation:
-    # {"xgboost": {"level": 0.9, "lo": [H floats], "hi": [H floats]}, ...}
+    # conformal bounds of scaled residuals per model and horizon, from a calibration slice
+    # no model was fitted, stopped or weighed on (see ``interval_offsets``):
+    # {"xgboost": {"level": 0.9, "lo": [H], "hi": [H], "scale_features": [...],
+    #              "min_scale": float}, ...}
     intervals: dict[str, dict[str, Any]]
     files: dict[str, str]
     symbols: list[str] = field(default_factory=list)
@@ -157,6 +263,8 @@ class Manifest:
     def from_json(cls, text: str) -> Manifest:
         raw = json.loads(text)
         raw["models"] = {k: ModelEntry(**v) for k, v in raw["models"].items()}
+        # bundles written before the ensemble was a model of its own carried its weights here
+        raw.pop("ensemble_weights", None)
         return cls(**raw)
 
 
@@ -179,7 +287,6 @@ def write_bundle(
     feature_spec: FeatureSpec,
     metrics: dict[str, Any],
     onnx_models: dict[str, tuple[bytes, ModelEntry]],
-    ensemble_weights: dict[str, float],
     intervals: dict[str, dict[str, Any]],
     symbols: list[str],
     extra: dict[str, Any] | None = None,
@@ -209,7 +316,6 @@ def write_bundle(
         git_commit=git_commit,
         horizon=feature_spec.horizon,
         models={name: entry for name, (_d, entry) in onnx_models.items()},
-        ensemble_weights=dict(ensemble_weights),
         intervals=intervals,
         files=files,
         symbols=list(symbols),

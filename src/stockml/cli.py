@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich import box
@@ -623,8 +623,8 @@ def train_command(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Walk-forward evaluate, train, export ONNX, gate and publish a bundle to models/<version>/."""
+    from stockml.orchestration import run_training
     from stockml.tracking import tracking_server
-    from stockml.train import run_training
 
     settings = _settings()
     if mlflow:
@@ -636,19 +636,18 @@ def train_command(
     if as_json:
         _print_json(summary)
         return
-    table = Table(title=f"bundle {summary['version']} ({summary['gate']})")
+    table = Table(
+        title=f"bundle {summary['version']} ({'promoted' if summary['promoted'] else 'challenger'})"
+    )
     table.add_column("key")
     table.add_column("value")
-    for key in (
-        "symbols",
-        "promoted",
-        "mlflow",
-        "ensemble_weights",
-        "walk_forward_ensemble",
-        "parity_max_abs",
-    ):
+    for key in ("symbols", "mlflow", "ensemble_weights", "parity_max_abs"):
         table.add_row(key, json.dumps(summary[key], default=str))
+    for key, value in summary.items():
+        if key.startswith("walk_forward_"):
+            table.add_row(key, json.dumps(value, default=str))
     console.print(table)
+    console.print(_gate_table({"passed": summary["promoted"], "checks": summary["gate_checks"]}))
 
 
 @app.command("evaluate")
@@ -660,12 +659,34 @@ def evaluate_command(
         False, "--json", help="Print the evaluation JSON instead of the table."
     ),
     output: str = typer.Option(None, help="Also write the evaluation JSON to this file."),
+    bundle: str = typer.Option(
+        None,
+        help="Forward-test a published bundle (champion or a version) instead: no refit, "
+        "sessions after its training end only.",
+    ),
+    start: str = typer.Option(None, "--from", help="First session of the forward test (--bundle)."),
+    end: str = typer.Option(
+        None, "--to", help="Last session of the forward test (default: the last labelled)."
+    ),
 ) -> None:
-    """Walk-forward evaluation of every model beside the naive and drift baselines."""
-    from stockml.train import run_evaluation
+    """Walk-forward evaluation of every model beside the naive and drift baselines, and the
+    promotion gate; or, with --bundle, a forward test of a published bundle."""
+    from stockml.errors import BundleError, ValidationError
+    from stockml.orchestration import run_evaluation, run_forward_test
 
-    with _progress() as bars:
-        report = run_evaluation(_settings(), _symbol_list(symbols), progress=bars)
+    settings = _settings()
+    if bundle is None and (start or end):
+        _fail("--from/--to need --bundle (a walk-forward evaluation chooses its own test sessions)")
+    if bundle is not None and not start:
+        _fail("--bundle needs --from DATE (the first session after the bundle's training end)")
+    try:
+        if bundle is not None:
+            report = run_forward_test(settings, bundle, start, end, _symbol_list(symbols))
+        else:
+            with _progress() as bars:
+                report = run_evaluation(settings, _symbol_list(symbols), progress=bars)
+    except (ValidationError, BundleError) as exc:
+        _fail(str(exc))
     text = json.dumps(report, indent=2)
     if output:
         Path(output).write_text(text)
@@ -673,17 +694,53 @@ def evaluate_command(
         # plain print: the output must stay machine-readable (no rich markup or wrapping)
         typer.echo(text)
         return
-    # the table is horizon 1 only and fits 80 columns; the JSON has every metric and horizon
+    if bundle is not None:
+        title = (
+            f"forward test of bundle {report['bundle']} (trained to {report['train_end']}), "
+            f"{report['from']}..{report['to']}, horizon 1 of {report['horizon']}"
+        )
+    else:
+        title = f"walk-forward, horizon 1 of {report['horizon']}, {', '.join(report['symbols'])}"
+    console.print(_metrics_table(title, report))
+    if "gate" in report:
+        console.print(_gate_table(report["gate"]))
+
+
+def _fail(message: str) -> NoReturn:
+    """A user error: one ``error: ...`` line on stderr, exit 2 (as for every other mistake)."""
+    typer.echo(f"error: {_one_line(message)}", err=True)
+    raise typer.Exit(code=USER_ERROR)
+
+
+def _metrics_table(title: str, report: dict) -> Table:  # type: ignore[type-arg]
+    # the table is horizon 1 only and fits 100 columns; the JSON has every metric and horizon
     table = Table(
-        title=f"walk-forward, horizon 1 of {report['horizon']}, {', '.join(report['symbols'])}",
-        caption="ratio: RMSE / naive RMSE; dir: directional accuracy (p: binomial vs 0.5); "
-        "DM p: Diebold-Mariano vs naive; ann.: long/flat annual return after costs; B&H: buy-and-hold",
+        title=title,
+        caption="ratio: RMSE / naive RMSE; DM p: one-sided Diebold-Mariano vs the better of "
+        "naive and drift; dir: directional accuracy, long: always-long's on the same rows, "
+        "p: HAC test dir > long; cov: share inside the band; ann.: long/flat annual return "
+        f"after {report['cost_bps']:g} bps, trading {report['execution_lag']} session(s) after "
+        "the signal; B&H: buy-and-hold",
         box=box.SIMPLE_HEAD,
         padding=(0, 1),
         collapse_padding=True,
         pad_edge=False,
     )
-    for column in ("model", "n", "ratio", "dir", "p", "IC", "DM p", "Shrp", "ann.", "B&H"):
+    columns = (
+        "model",
+        "n",
+        "ratio",
+        "DM p",
+        "dir",
+        "long",
+        "p",
+        "IC",
+        "cov",
+        "Shrp",
+        "ann.",
+        "B&H",
+    )
+    for column in columns:
         table.add_column(column, justify="right", no_wrap=True)
     for name, scores in report["models"].items():
         m = scores["pooled"]
@@ -692,15 +749,41 @@ def evaluate_command(
             name,
             str(m["n"]),
             _fmt(m["rmse_ratio_vs_naive"], ".4f"),
+            _fmt(m.get("dm_pvalue_vs_best_baseline"), ".3f"),
             _fmt(m["directional_accuracy"], ".3f"),
+            _fmt(m["directional_accuracy_always_long"], ".3f"),
             _fmt(m["directional_pvalue"], ".3f"),
             _fmt(m["ic"], ".3f"),
-            _fmt(m["dm_pvalue"], ".3f"),
+            _fmt(m.get("interval_coverage"), ".3f"),
             _fmt(bt["strategy"]["sharpe"], ".2f"),
             _fmt(bt["strategy"]["annual_return"], ".1%"),
             _fmt(bt["buy_and_hold"]["annual_return"], ".1%"),
         )
-    console.print(table)
+    return table
+
+
+def _gate_table(gate: dict) -> Table:  # type: ignore[type-arg]
+    verdict = "PASSED: promoted" if gate["passed"] else "REFUSED: stays a challenger"
+    table = Table(title=f"promotion gate: {verdict}", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("check", "value", "threshold", "passed", "rule"):
+        table.add_column(column)
+    for check in gate["checks"]:
+        table.add_row(
+            check["name"],
+            _fmt_any(check["value"]),
+            _fmt_any(check["threshold"]),
+            "yes" if check["passed"] else "NO",
+            check["rule"],
+        )
+    return table
+
+
+def _fmt_any(value: object) -> str:
+    if isinstance(value, float):
+        return format(value, ".4g")
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt_any(v) for v in value) + "]"
+    return "-" if value is None else str(value)
 
 
 def _fmt(value: float | None, spec: str) -> str:

@@ -19,7 +19,7 @@ from rich.table import Table
 from stockml.settings import Settings
 
 if TYPE_CHECKING:
-    from stockml.train import ModelConfig
+    from stockml.model_config import ModelConfig
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +53,9 @@ def run_demo(
     from stockml.features import FeatureConfig
     from stockml.features.pipeline import update_features
     from stockml.ingest import ingest_symbols
+    from stockml.orchestration import run_training
     from stockml.storage import Store
     from stockml.tracking import tracking_server
-    from stockml.train import run_training
 
     symbols = list(dict.fromkeys([*settings.ingest.symbols, symbol]))
     console.rule(f"1/5 ingest {', '.join(symbols)} (providers: {settings.ingest.providers})")
@@ -81,17 +81,17 @@ def run_demo(
         console.print(
             f"MLflow: {uri}  run {summary['mlflow']['run_id'] if summary['mlflow'] else '-'}"
         )
-    console.print_json(
-        json.dumps(
-            {k: summary[k] for k in ("version", "gate", "walk_forward_ensemble")}, default=str
-        )
-    )
+    gated = next(k for k in summary if k.startswith("walk_forward_"))
+    console.print_json(json.dumps({k: summary[k] for k in ("version", gated)}, default=str))
+    console.print(_gate_table(summary))
     if summary["promoted"]:
         settings.api.model_version = "champion"
     else:
         # honest about it: the gate refused the model, so it is served by version, not as champion
         console.print(
-            f"[yellow]not promoted to champion ({summary['gate']}); serving version {summary['version']} for the demo[/]"
+            f"[yellow]not promoted: the gate refused this model, so it stays a challenger "
+            f"(failed: {', '.join(c['name'] for c in summary['gate_checks'] if not c['passed'])}). "
+            f"Serving challenger {summary['version']} for the demo only.[/]"
         )
         settings.api.model_version = str(summary["version"])
 
@@ -166,6 +166,29 @@ def _start_dashboard(settings: Settings, api_url: str) -> Any:
     log.parent.mkdir(exist_ok=True)
     key = settings.api_key.get_secret_value() if settings.api_key else None
     return start_dashboard(config, api_key=key, log=log)
+
+
+def _gate_table(summary: dict[str, Any]) -> Table:
+    table = Table(title=f"promotion gate: {'passed' if summary['promoted'] else 'REFUSED'}")
+    for column in ("check", "value", "threshold", "passed"):
+        table.add_column(column)
+    for check in summary["gate_checks"]:
+        value, threshold = check["value"], check["threshold"]
+        table.add_row(
+            check["name"],
+            _short(value),
+            _short(threshold),
+            "yes" if check["passed"] else "NO",
+        )
+    return table
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    return str(value)
 
 
 def _table(title: str, frame: Any) -> Table:

@@ -5,7 +5,7 @@ lightgbm, scikit-learn, mlflow): the Lambda installs only the ``serving`` extra.
 
 - :class:`Predictor` holds one ONNX Runtime session per model of a :class:`~stockml.bundle.Bundle`
   (created once) and turns one symbol's latest feature rows into forecasts: log returns per
-  model and for the weighted ensemble, prices ``last close * exp(r)``, conformal intervals
+  model (the ensemble is one of them), prices ``last close * exp(r)``, conformal intervals
   from ``Manifest.intervals`` and the NYSE dates of the next sessions.
 - :class:`WindowFeatureSource` reads a symbol's latest feature window
   (:mod:`stockml.window`, written by the feature pipeline from the ``features/`` table) and
@@ -21,7 +21,6 @@ botocore: a Lambda cold start pays for every import (``benchmarks/serve.py``).
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -35,7 +34,14 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import onnxruntime as ort
 
-from stockml.bundle import Bundle, read_bundle_dir, read_bundle_files
+from stockml.bundle import (
+    Bundle,
+    champion_key,
+    interval_offsets,
+    read_bundle_dir,
+    read_bundle_files,
+    read_champion_version,
+)
 from stockml.errors import (
     BundleError,
     FeatureError,
@@ -53,9 +59,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CHAMPION = "champion.json"
-ENSEMBLE = "ensemble"
-
 # bundles read by this process: a Lambda container must read its bundle once, not per request
 _bundle_loads = 0
 
@@ -63,11 +66,6 @@ _bundle_loads = 0
 def bundle_loads() -> int:
     """How many bundles this process has read (exposed as ``stockml_bundle_loads_total``)."""
     return _bundle_loads
-
-
-def champion_key(models_prefix: str) -> str:
-    """Key of the pointer naming the serving version: ``{"version": "<version>"}``."""
-    return f"{models_prefix.strip('/')}/{CHAMPION}"
 
 
 class ObjectReader(Protocol):
@@ -106,14 +104,7 @@ def load_bundle(
         raise BundleError("no bundle source: neither a store nor a bundle folder was given")
     models_prefix = models_prefix.strip("/")
     if version == "champion":
-        key = champion_key(models_prefix)
-        try:
-            pointer = json.loads(store.get_bytes(key))
-            version = str(pointer["version"])
-        except StoreError as exc:
-            raise BundleError(f"no champion bundle: {key} cannot be read ({exc})") from exc
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BundleError(f"{key} is not a version pointer: {exc}") from exc
+        version = read_champion_version(store, models_prefix)
     prefix = f"{models_prefix}/{version}"
     files = store.get_folder(prefix)
     if not files:
@@ -198,7 +189,7 @@ class Predictor:
                 and leaves the Lambda's other vCPU to the web stack.
 
         Raises:
-            BundleError: an ONNX file cannot be loaded or the ensemble names a missing model.
+            BundleError: an ONNX file cannot be loaded.
         """
         self.bundle = bundle
         self.manifest = bundle.manifest
@@ -219,9 +210,6 @@ class Predictor:
                 )
             except Exception as exc:  # ORT raises its own untyped errors for bad graphs
                 raise BundleError(f"model {name} cannot be loaded by ONNX Runtime: {exc}") from exc
-        unknown = set(self.manifest.ensemble_weights) - set(self._sessions)
-        if unknown:
-            raise BundleError(f"ensemble weights name models not in the bundle: {sorted(unknown)}")
         self._metrics: dict[str, tuple[str, dict[str, dict[str, float | None]]]] = {}
         needs_window = any(e.kind == "sequence" for e in self.manifest.models.values())
         # a tabular-only bundle needs just the latest row
@@ -280,11 +268,8 @@ class Predictor:
 
     @property
     def model_names(self) -> list[str]:
-        """Every model that can be asked for: the ONNX models, then ``ensemble`` if weighted."""
-        names = list(self._sessions)
-        if self.manifest.ensemble_weights:
-            names.append(ENSEMBLE)
-        return names
+        """Every model that can be asked for: the bundle's ONNX models."""
+        return list(self._sessions)
 
     def log_returns(
         self, features: FeatureWindow, models: Sequence[str] | None = None
@@ -304,11 +289,8 @@ class Predictor:
         if len(features) < self.rows_needed:
             raise FeatureError(f"need {self.rows_needed} feature rows, got {len(features)}")
         x = self.spec.transform(features.tail(self.rows_needed))
-        run = set(wanted) - {ENSEMBLE}
-        if ENSEMBLE in wanted:
-            run |= set(self.manifest.ensemble_weights)
         out: dict[str, np.ndarray] = {}
-        for name in run:
+        for name in wanted:
             entry = self.manifest.models[name]
             batch = x[None, :, :] if entry.kind == "sequence" else x[-1:, :]
             try:
@@ -316,12 +298,7 @@ class Predictor:
             except Exception as exc:  # ORT's untyped errors: a model failure, not a bad request
                 raise ModelError(f"model {name} failed: {exc}") from exc
             out[name] = np.asarray(result, dtype=np.float64).reshape(-1)[: self.horizon]
-        if ENSEMBLE in wanted:
-            out[ENSEMBLE] = sum(
-                (w * out[m] for m, w in self.manifest.ensemble_weights.items()),
-                start=np.zeros(self.horizon),
-            )
-        return {name: out[name] for name in wanted}
+        return out
 
     def predict(
         self,
@@ -355,8 +332,9 @@ class Predictor:
             lower = upper = None
             level = None
             if band:
-                lower = last_close * np.exp(r + np.asarray(band["lo"], dtype=np.float64)[:days])
-                upper = last_close * np.exp(r + np.asarray(band["hi"], dtype=np.float64)[:days])
+                lo, hi = interval_offsets(band, features)
+                lower = last_close * np.exp(r + lo[:days])
+                upper = last_close * np.exp(r + hi[:days])
                 level = float(band.get("level", np.nan))
             forecasts[name] = ModelForecast(r, last_close * np.exp(r), lower, upper, level)
         return Forecast(

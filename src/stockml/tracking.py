@@ -1,10 +1,15 @@
-"""MLflow: one run per training, every model logged twice (native flavour and ONNX), the
-bundle as artifacts, and a registry version per run with aliases.
+"""MLflow: one run per training, every model logged as ONNX (and natively where MLflow has
+a flavour for it), the bundle as artifacts, and a registry version per run with aliases.
 
 Registry: each run's bundle becomes a new version of the registered model and takes the
-``challenger`` alias; it takes ``champion`` only when the promotion gate passed (ONNX parity
-and the ensemble beating naive). A refusal is recorded as the run tag and the version tag
-``stockml.promotion`` (e.g. ``refused: ensemble does not beat naive ...``).
+``challenger`` alias; it takes ``champion`` only when the promotion gate passed
+(``stockml.gate``). The verdict is the run and version tag ``stockml.promotion`` (``promoted``
+or ``refused: <failed checks>``), and every check is a tag ``stockml.gate.<check>`` holding
+its value, threshold and verdict.
+
+Metric names: ``wf_<model>_<metric>`` are walk-forward (out of sample);
+``insample_val_<model>_<metric>`` come from the validation slice that stopped the training
+and weighed the ensemble, so they are in-sample and say so.
 """
 
 from __future__ import annotations
@@ -22,14 +27,30 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from stockml.train import ModelConfig, TrainResult
+    from stockml.model_config import ModelConfig
+    from stockml.train import TrainResult
 
 logger = logging.getLogger(__name__)
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
 PROMOTION_TAG = "stockml.promotion"
-HEADLINE = ("rmse", "mae", "rmse_ratio_vs_naive", "mape", "directional_accuracy", "ic", "dm_pvalue")
+GATE_TAG_PREFIX = "stockml.gate."
+HEADLINE = (
+    "rmse",
+    "mae",
+    "rmse_ratio_vs_naive",
+    "rmse_ratio_vs_best_baseline",
+    "mape",
+    "directional_accuracy",
+    "directional_accuracy_always_long",
+    "directional_pvalue",
+    "ic",
+    "dm_pvalue",
+    "dm_pvalue_vs_best_baseline",
+    "interval_coverage",
+    "interval_width",
+)
 
 
 @dataclass(frozen=True)
@@ -54,7 +75,11 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
 
 
 def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and np.isfinite(value)
+    return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def _tag_value(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def _log_metrics(result: TrainResult) -> None:
@@ -63,7 +88,7 @@ def _log_metrics(result: TrainResult) -> None:
     metrics: dict[str, float] = {}
     for scope, block in (
         ("wf", result.walk_forward.report()["models"]),
-        ("val", result.validation),
+        ("insample_val", result.in_sample_validation),
     ):
         for model, scores in block.items():
             pooled = scores["pooled"]
@@ -78,20 +103,25 @@ def _log_metrics(result: TrainResult) -> None:
         metrics[f"parity_{model}_p999_abs"] = parity["p999_abs"]
     for model, seconds in result.fitted.fit_seconds.items():
         metrics[f"fit_seconds_{model}"] = seconds
+    for check in result.gate.checks:
+        if _finite(check.value):
+            metrics[f"gate_{check.name}"] = float(check.value)
     mlflow.log_metrics(metrics)
-    # per-fold metrics as steps: one curve per model across folds
-    for fold in result.walk_forward.folds:
-        mlflow.log_metrics(
-            {
-                f"fold_rmse_ratio_{m}": v
-                for m, v in fold["rmse_ratio_vs_naive"].items()
-                if _finite(v)
-            },
-            step=int(fold["fold"]),
-        )
+    # per-fold metrics as steps: one curve per model across folds (horizon 1)
+    for fold in result.walk_forward.report()["folds"]:
+        values = {}
+        for m, scores in fold["models"].items():
+            for key, name in (
+                ("rmse_ratio_vs_naive", "fold_rmse_ratio"),
+                ("rmse_ratio_vs_best_baseline", "fold_rmse_ratio_best_baseline"),
+                ("interval_coverage", "fold_interval_coverage"),
+            ):
+                if key in scores and _finite(scores[key][0]):
+                    values[f"{name}_{m}"] = float(scores[key][0])
+        mlflow.log_metrics(values, step=int(fold["fold"]))
 
 
-def _log_plots(result: TrainResult, cost_bps: float) -> None:
+def _log_plots(result: TrainResult, cost_bps: float, execution_lag: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,10 +131,21 @@ def _log_plots(result: TrainResult, cost_bps: float) -> None:
     from stockml.evaluation import equity_curves
 
     wf = result.walk_forward
-    order = np.argsort(wf.dates, kind="stable")
+    fc = wf.forecasts
+    order = np.argsort(fc.dates, kind="stable")
+    dates = fc.dates[order]
     fig, ax = plt.subplots(figsize=(10, 4))
-    ax.plot(wf.dates[order], wf.y[order, 0], ".", ms=2, label="actual", alpha=0.5)
-    ax.plot(wf.dates[order], wf.predictions["ensemble"][order, 0], ".", ms=2, label="ensemble")
+    if "ensemble" in fc.lower:
+        ax.fill_between(
+            dates,
+            fc.lower["ensemble"][order, 0],
+            fc.upper["ensemble"][order, 0],
+            alpha=0.2,
+            step="mid",
+            label="ensemble band",
+        )
+    ax.plot(dates, wf.y[order, 0], ".", ms=2, label="actual", alpha=0.5)
+    ax.plot(dates, fc.predictions["ensemble"][order, 0], ".", ms=2, label="ensemble")
     ax.set_title("Walk-forward 1-session log return: predicted vs actual")
     ax.legend()
     mlflow.log_figure(fig, "plots/predictions_vs_actual.png")
@@ -120,11 +161,13 @@ def _log_plots(result: TrainResult, cost_bps: float) -> None:
         plt.close(fig)
 
     curves = equity_curves(
-        wf.predictions["ensemble"][:, 0], wf.y[:, 0], wf.symbols, wf.dates, cost_bps
+        fc.predictions["ensemble"][:, 0], wf.y[:, 0], fc.symbols, fc.dates, cost_bps, execution_lag
     )
     fig, ax = plt.subplots(figsize=(10, 4))
     curves.plot(ax=ax)
-    ax.set_title(f"Walk-forward long/flat equity ({cost_bps:g} bps) vs buy-and-hold")
+    ax.set_title(
+        f"Walk-forward long/flat equity ({cost_bps:g} bps, lag {execution_lag}) vs buy-and-hold"
+    )
     mlflow.log_figure(fig, "plots/backtest_equity.png")
     plt.close(fig)
 
@@ -135,10 +178,11 @@ def _log_models(result: TrainResult) -> None:
     from mlflow.models import infer_signature
 
     from stockml.models import LightGBMModel, LSTMModel, XGBoostModel
+    from stockml.train import parity_rows
 
-    val = result.fitted.val
+    rows = parity_rows(result.fitted.samples)
     for name, model in result.fitted.models.items():
-        example = np.ascontiguousarray(val.x(model)[:2], np.float32)
+        example = np.ascontiguousarray(rows.x(model)[:2], np.float32)
         output = model.predict(example).astype(np.float32)
         signature = infer_signature(example, output)
         # explicit requirements: inferring them imports the model in a subprocess (slow)
@@ -202,10 +246,17 @@ def log_training(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    gate_tags = {
+        f"{GATE_TAG_PREFIX}{c.name}": (
+            f"{'passed' if c.passed else 'FAILED'}: value {_tag_value(c.value)}, "
+            f"threshold {_tag_value(c.threshold)} ({c.rule})"
+        )[:5000]
+        for c in result.gate.checks
+    }
     mlflow.set_tracking_uri(tracking_uri)
     experiment_id = mlflow.set_experiment(experiment).experiment_id
     wf = result.walk_forward
-    params = _flatten("", config.model_dump(), {})
+    params = _flatten("", config.model_dump(mode="json"), {})
     params.update(
         {
             "horizon": result.fitted.spec.horizon,
@@ -223,7 +274,9 @@ def log_training(
                 "data_start": result.data_window["start"],
                 "data_end": result.data_window["end"],
                 "data_rows": str(result.data_window["rows"]),
+                "train_end": result.data_window["train_end"],
                 PROMOTION_TAG: result.gate.summary,
+                **gate_tags,
             }
         )
         for path in config_files or []:
@@ -232,7 +285,8 @@ def log_training(
         mlflow.log_dict(result.fitted.spec.feature_config, "configs/feature_config.json")
         _log_metrics(result)
         mlflow.log_dict(wf.report(), "evaluation/walk_forward.json")
-        _log_plots(result, config.evaluation.cost_bps)
+        mlflow.log_dict(result.gate.to_dict(), "evaluation/gate.json")
+        _log_plots(result, config.evaluation.cost_bps, config.evaluation.execution_lag)
         if log_models:
             _log_models(result)
         mlflow.log_artifacts(str(result.bundle_dir), artifact_path="bundle")
@@ -250,11 +304,11 @@ def log_training(
         registered_model,
         source=f"{artifact_uri}/bundle",
         run_id=run_id,
-        tags={"bundle_version": result.version, PROMOTION_TAG: result.gate.summary},
+        tags={"bundle_version": result.version, PROMOTION_TAG: result.gate.summary, **gate_tags},
     )
     client.set_registered_model_alias(registered_model, CHALLENGER, version.version)
     aliases = [CHALLENGER]
-    if result.gate.promote:
+    if result.gate.passed:
         client.set_registered_model_alias(registered_model, CHAMPION, version.version)
         aliases.append(CHAMPION)
     logger.info(

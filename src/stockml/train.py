@@ -1,25 +1,28 @@
-"""Training: walk-forward evaluation, the final fit, ONNX export, parity, the promotion gate
-and the serving bundle.
+"""The trainer: from a feature ``Dataset`` to evaluated models, their ONNX twins and a bundle.
 
-The flow (``train``): walk-forward over all symbols (each fold fits its own ``FeatureSpec`` on
-its training window, the models, the ensemble weights on its validation slice, and scores
-the test block against the baselines); then the final fit on all history but the last
-validation slice; ONNX export and parity of every model on that held-out slice; the gate;
-the bundle. MLflow logging (``stockml.tracking``) and the upload to the store
-(``publish_bundle``) come after and need no retraining.
+How one set of models is fitted on a history (``fit_candidates``)::
+
+    fit | purge | val | purge | cal                     (then, with evaluation.refit)
+    members fit on ``fit``, early-stopped on ``val``    every member refitted on ALL the
+    ensemble weights (simplex, per horizon) on ``val``  history for the iterations chosen
+    conformal bands calibrated on ``cal`` (untouched    on ``val``; weights and bands kept
+    by early stopping and weights)
+
+``walk_forward`` does exactly this for every fold (history = sessions before its test block,
+less a purge) and scores the test blocks; ``train`` does it once more on all labelled history
+(the published model), exports every model (the ensemble included) to ONNX with a parity
+check, applies the promotion gate (``stockml.gate``) to the walk-forward evidence and writes
+the bundle folder. Loading from the store, MLflow and publishing are
+``stockml.orchestration``'s.
 
 Input is a feature frame in the feature library's contract (``symbol, date, close,
-adj_close, <features>, target_1..target_H``). ``load_dataset`` reads it from the store's
-``features/`` table: the same rows the API reads at serving time, so training and serving see
-identical features.
+adj_close, <features>, target_1..target_H``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,11 +31,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, Field
 
 from stockml import evaluation
-from stockml.bundle import FeatureSpec, Manifest, write_bundle
+from stockml.bundle import (
+    EVALUATION_DIR,
+    PREDICTIONS,
+    FeatureSpec,
+    Manifest,
+    interval_scale,
+    write_bundle,
+)
 from stockml.errors import FeatureError, ModelError
+from stockml.evaluation import BASELINES, Forecasts
+from stockml.gate import Champion, GateResult, assess, compare_with_champion
+from stockml.model_config import ModelConfig
 from stockml.models import (
     DriftModel,
     LightGBMModel,
@@ -42,105 +54,24 @@ from stockml.models import (
     XGBoostModel,
     model_entry,
 )
-from stockml.models.ensemble import combine, fit_weights
+from stockml.models.ensemble import ENSEMBLE, EnsembleModel
 from stockml.models.onnx_utils import run_onnx
 from stockml.models.sequences import WindowedRows
 from stockml.progress import ProgressFn
 from stockml.sessions import SessionTable
-from stockml.settings import load_yaml_config
 
 logger = logging.getLogger(__name__)
 
-ENSEMBLE = "ensemble"
-BASELINES = ("naive", "drift")
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-class LSTMConfig(BaseModel):
-    hidden_size: int = 32
-    num_layers: int = 1
-    dropout: float = 0.0
-    learning_rate: float = 1e-3
-    batch_size: int = 256
-    max_epochs: int = 20
-    patience: int = 3
-
-
-class XGBoostConfig(BaseModel):
-    n_estimators: int = 400
-    max_depth: int = 4
-    learning_rate: float = 0.03
-    subsample: float = 0.8
-    colsample_bytree: float = 0.8
-    early_stopping_rounds: int = 40
-
-
-class LightGBMConfig(BaseModel):
-    n_estimators: int = 400
-    num_leaves: int = 15
-    learning_rate: float = 0.03
-    min_data_in_leaf: int = 40
-    feature_fraction: float = 0.8
-    bagging_fraction: float = 0.8
-    early_stopping_rounds: int = 40
-    device: str = "cpu"
-
-
-class EvaluationConfig(BaseModel):
-    n_folds: int = 3
-    test_fraction: float = 0.3
-    val_fraction: float = 0.15
-    cost_bps: float = 5.0
-
-
-class PromotionConfig(BaseModel):
-    max_rmse_ratio: float = 1.0
-    parity_tolerance: float = 1e-4
-
-
-class ModelConfig(BaseModel):
-    """``configs/model_config.yaml``: which models, their hyper-parameters, how to judge them."""
-
-    seed: int = 42
-    window: int = 60
-    # sessions per symbol to learn from (the most recent); None = the whole history
-    history_sessions: int | None = 2520
-    device: str = "auto"
-    n_threads: int | None = None
-    models: list[str] = Field(default_factory=lambda: ["lstm", "xgboost", "lightgbm"])
-    lstm: LSTMConfig = Field(default_factory=LSTMConfig)
-    xgboost: XGBoostConfig = Field(default_factory=XGBoostConfig)
-    lightgbm: LightGBMConfig = Field(default_factory=LightGBMConfig)
-    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
-    interval_level: float = 0.9
-    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
-
-    @classmethod
-    def from_yaml(cls, **overrides: Any) -> ModelConfig:
-        """``configs/model_config.yaml`` (defaults where absent), top-level keys overridden."""
-        return cls.model_validate({**load_yaml_config("model_config.yaml"), **overrides})
+PARITY_ROWS = 512
 
 
 def build_models(config: ModelConfig) -> list[Model]:
     """Fresh, unfitted models named in ``config.models``."""
+    runtime = config.runtime
     factories: dict[str, Callable[[], Model]] = {
-        "lstm": lambda: LSTMModel(
-            **config.lstm.model_dump(),
-            seed=config.seed,
-            device=config.device,
-            n_threads=config.n_threads,
-        ),
-        "xgboost": lambda: XGBoostModel(
-            **config.xgboost.model_dump(),
-            seed=config.seed,
-            n_jobs=config.n_threads,
-            device=config.device,
-        ),
-        "lightgbm": lambda: LightGBMModel(
-            **config.lightgbm.model_dump(), seed=config.seed, n_jobs=config.n_threads
-        ),
+        "lstm": lambda: LSTMModel(config.lstm, runtime),
+        "xgboost": lambda: XGBoostModel(config.xgboost, runtime),
+        "lightgbm": lambda: LightGBMModel(config.lightgbm, runtime),
     }
     unknown = [m for m in config.models if m not in factories]
     if unknown or not config.models:
@@ -148,6 +79,14 @@ def build_models(config: ModelConfig) -> list[Model]:
             f"unknown or no models {unknown or config.models}; choose from {sorted(factories)}"
         )
     return [factories[name]() for name in config.models]
+
+
+def build_ensemble(config: ModelConfig) -> EnsembleModel:
+    """The unfitted ensemble of ``config.models`` (and the baselines when configured)."""
+    members: list[Model] = build_models(config)
+    if config.ensemble.include_baselines:
+        members += [NaiveModel(), DriftModel()]
+    return EnsembleModel({m.name: m for m in members})
 
 
 # --------------------------------------------------------------------------- data
@@ -210,6 +149,7 @@ class Samples:
     tabular: np.ndarray  # [n, F] float32: the session's scaled feature row
     sequence: WindowedRows  # [n, window, F] float32: the window of rows ending at the session
     y: np.ndarray  # [n, H] forward log returns (NaN where the future is unknown)
+    scale_raw: np.ndarray  # [n, k] raw values of the interval scale features
 
     def __len__(self) -> int:
         return len(self.dates)
@@ -222,9 +162,10 @@ class Samples:
             self.tabular[mask],
             self.sequence[mask],
             self.y[mask],
+            self.scale_raw[mask],
         )
 
-    def x(self, model: Model) -> np.ndarray | WindowedRows:
+    def x(self, model: Model | EnsembleModel) -> np.ndarray | WindowedRows:
         return self.sequence if model.kind == "sequence" else self.tabular
 
     def within(self, days: pd.DatetimeIndex, labelled: bool = True) -> Samples:
@@ -235,7 +176,12 @@ class Samples:
         return self.take(mask)
 
 
-def make_samples(frame: pd.DataFrame, spec: FeatureSpec, target_names: list[str]) -> Samples:
+def make_samples(
+    frame: pd.DataFrame,
+    spec: FeatureSpec,
+    target_names: list[str],
+    scale_features: list[str] | None = None,
+) -> Samples:
     """Scale ``frame`` with ``spec`` and cut it into aligned tabular rows and sequences.
 
     The tabular row of a session is the last row of its sequence, so every model sees the
@@ -244,6 +190,7 @@ def make_samples(frame: pd.DataFrame, spec: FeatureSpec, target_names: list[str]
     every row: a universe's sequences would not fit in memory.
     """
     window = spec.window
+    scale_features = list(scale_features or [])
     parts: list[tuple[Any, ...]] = []
     blocks: list[np.ndarray] = []
     short: list[str] = []
@@ -261,6 +208,7 @@ def make_samples(frame: pd.DataFrame, spec: FeatureSpec, target_names: list[str]
                 rows["close"].to_numpy(np.float64)[keep],
                 scaled[keep],
                 rows[target_names].to_numpy(np.float64)[keep],
+                rows[scale_features].to_numpy(np.float64).reshape(len(rows), -1)[keep],
             )
         )
     if short:
@@ -273,15 +221,18 @@ def make_samples(frame: pd.DataFrame, spec: FeatureSpec, target_names: list[str]
         )
     if not parts:
         raise FeatureError(f"no symbol has the {window} rows one input window needs")
-    symbols, dates, close, tabular, y = (np.concatenate(c) for c in zip(*parts, strict=True))
+    symbols, dates, close, tabular, y, scale_raw = (
+        np.concatenate(c) for c in zip(*parts, strict=True)
+    )
     sequence = WindowedRows.from_blocks(blocks, window)
-    return Samples(symbols, dates, close, tabular, sequence, y)
+    return Samples(symbols, dates, close, tabular, sequence, y, scale_raw)
 
 
-def labelled_days(samples: Samples) -> pd.DatetimeIndex:
-    """Sorted sessions with at least one fully labelled row."""
-    ok = np.isfinite(samples.y).all(axis=1)
-    return pd.DatetimeIndex(np.unique(samples.dates[ok]))
+def labelled_days(frame: pd.DataFrame, target_names: list[str], window: int) -> pd.DatetimeIndex:
+    """Sorted sessions with at least one row that has a full window and every target known."""
+    full_window = frame.groupby("symbol").cumcount() >= window - 1
+    known = np.isfinite(frame[target_names].to_numpy(np.float64)).all(axis=1)
+    return pd.DatetimeIndex(np.unique(frame.loc[full_window & known, "date"]))
 
 
 # --------------------------------------------------------------------------- fitting
@@ -289,70 +240,152 @@ def labelled_days(samples: Samples) -> pd.DatetimeIndex:
 
 @dataclass
 class FittedSet:
-    """Everything fitted on one training window: scaler, models, baselines, ensemble, bands."""
+    """Everything fitted on one history: scaler, ensemble (and its members), baselines, bands.
+
+    Attributes:
+        spec: the scaler of the final models (fitted on the history they learned from).
+        ensemble: the ensemble; its members are the learned models (and the baselines when
+            configured).
+        baselines: naive and drift, fitted on the same rows.
+        intervals: a conformal band per model and baseline, from the calibration slice.
+        samples: the whole frame scaled with ``spec``.
+        iterations: what early stopping chose per model (LSTM optimiser steps, trees per
+            horizon).
+        fit_seconds: per model, selection and refit together.
+        in_sample: the selection-stage forecasts on the validation slice and their outcomes:
+            IN-SAMPLE (that slice stopped the training and weighed the ensemble).
+    """
 
     spec: FeatureSpec
-    models: dict[str, Model]
+    ensemble: EnsembleModel
     baselines: dict[str, Model]
-    weights: dict[str, float]
     intervals: dict[str, dict[str, Any]]
-    val: Samples
+    samples: Samples
+    iterations: dict[str, Any]
     fit_seconds: dict[str, float]
+    in_sample: tuple[Forecasts, np.ndarray] | None = None
 
-    def predict(self, samples: Samples) -> dict[str, np.ndarray]:
-        """Native predictions of every model, the ensemble and the baselines."""
-        out = {name: m.predict(samples.x(m)) for name, m in self.models.items()}
-        out[ENSEMBLE] = combine(out, self.weights)
-        out.update({name: b.predict(samples.tabular) for name, b in self.baselines.items()})
-        return out
+    @property
+    def models(self) -> dict[str, Model | EnsembleModel]:
+        """The models a bundle exports: the learned members and the ensemble."""
+        learned: dict[str, Model | EnsembleModel] = {
+            n: m for n, m in self.ensemble.members.items() if n not in BASELINES
+        }
+        learned[ENSEMBLE] = self.ensemble
+        return learned
+
+    def forecasts(self, samples: Samples) -> Forecasts:
+        """Native forecasts of every model, the ensemble and the baselines, with their bands."""
+        x = samples.x(self.ensemble)
+        members = self.ensemble.member_predictions(x)
+        predictions = {n: p for n, p in members.items() if n not in BASELINES}
+        predictions[ENSEMBLE] = self.ensemble.combine(members)
+        for name, baseline in self.baselines.items():
+            predictions[name] = baseline.predict(samples.tabular)
+        lower, upper = {}, {}
+        for name, band in self.intervals.items():
+            scale = interval_scale(band, samples.scale_raw)
+            lower[name], upper[name] = evaluation.band_bounds(predictions[name], scale, band)
+        return Forecasts(samples.symbols, samples.dates, predictions, lower, upper)
+
+
+def _calibrate(fitted: FittedSet, cal: Samples, config: ModelConfig) -> dict[str, dict[str, Any]]:
+    """A conformal band per model from the calibration slice's forecasts."""
+    names = list(config.intervals.scale_features)
+    raw_scale = interval_scale({"scale_features": names}, cal.scale_raw)
+    # a floor: a flat window (zero volatility) must not collapse a band to a point
+    min_scale = float(np.quantile(raw_scale, 0.01)) if names else 0.0
+    scale = np.maximum(raw_scale, min_scale)
+    forecasts = fitted.forecasts(cal)
+    return {
+        name: {
+            **evaluation.conformal_band(cal.y, pred, scale, config.intervals.level),
+            "scale_features": names,
+            "min_scale": min_scale,
+        }
+        for name, pred in forecasts.predictions.items()
+    }
 
 
 def fit_candidates(
     data: Dataset,
     config: ModelConfig,
-    fit_days: pd.DatetimeIndex,
-    val_days: pd.DatetimeIndex,
+    split: evaluation.Split,
     on_fit: Callable[[str], None] | None = None,
-) -> tuple[FittedSet, Samples]:
-    """Fit scaler, models, baselines, ensemble weights and intervals on one window.
+) -> FittedSet:
+    """Fit, select, calibrate and (with ``evaluation.refit``) refit on one history.
 
     ``on_fit(model name)`` is called after each model is fitted (progress).
-    Returns the fitted set and the samples of the whole frame scaled with its FeatureSpec.
+
+    Args:
+        data: the feature frame.
+        config: models, intervals and evaluation settings.
+        split: the history's slices (``fit``, ``val``, ``cal``, ``history``); its ``test``
+            block is not touched here.
+
+    Raises:
+        ModelError: too few labelled rows in a slice, or an interval scale feature that is
+            not a feature column.
     """
     frame = clean_frame(data.frame, data.feature_names, data.target_names)
+    scale_features = list(config.intervals.scale_features)
+    unknown = [f for f in scale_features if f not in data.feature_names]
+    if unknown:
+        raise ModelError(f"interval scale features {unknown} are not feature columns")
     # fit the scaler on the training window only: later rows would leak the future
     spec = FeatureSpec.fit(
-        frame[frame["date"] <= fit_days[-1]],
+        frame[frame["date"] <= split.fit[-1]],
         data.feature_names,
         window=config.window,
         horizon=data.horizon,
         feature_config=data.feature_config,
     )
-    samples = make_samples(frame, spec, data.target_names)
-    fit, val = samples.within(fit_days), samples.within(val_days)
-    if len(fit) < 2 or len(val) < 2:
-        raise ModelError(f"too few labelled rows to fit ({len(fit)}) and validate ({len(val)})")
-    models: dict[str, Model] = {}
-    seconds: dict[str, float] = {}
-    for model in build_models(config):
-        started = time.perf_counter()
-        models[model.name] = model.fit(fit.x(model), fit.y, val.x(model), val.y)
-        seconds[model.name] = time.perf_counter() - started
-        if on_fit is not None:
-            on_fit(model.name)
+    samples = make_samples(frame, spec, data.target_names, scale_features)
+    fit, val, cal = (samples.within(s) for s in (split.fit, split.val, split.cal))
+    if min(len(fit), len(val), len(cal)) < 2:
+        raise ModelError(
+            f"too few labelled rows to fit ({len(fit)}), validate ({len(val)}) "
+            f"and calibrate ({len(cal)})"
+        )
+    ensemble = build_ensemble(config)
+    ensemble.fit(fit.x(ensemble), fit.y, val.x(ensemble), val.y, on_fit=on_fit)
     baselines: dict[str, Model] = {
         b.name: b.fit(fit.tabular, fit.y, val.tabular, val.y) for b in (NaiveModel(), DriftModel())
     }
-    val_pred = {name: m.predict(val.x(m)) for name, m in models.items()}
-    # ensemble weights and bands from validation only: test rows never shape the model
-    weights = fit_weights(val_pred, val.y)
-    val_pred[ENSEMBLE] = combine(val_pred, weights)
-    intervals = {
-        name: evaluation.conformal_intervals(val.y, pred, config.interval_level)
-        for name, pred in val_pred.items()
+    iterations = {
+        name: getattr(m, "steps_", None) or getattr(m, "iterations_", None)
+        for name, m in ensemble.members.items()
+        if name not in BASELINES
     }
-    fitted = FittedSet(spec, models, baselines, weights, intervals, val, seconds)
-    return fitted, samples
+    selected = FittedSet(
+        spec, ensemble, baselines, {}, samples, iterations, dict(ensemble.fit_seconds_)
+    )
+    selected.intervals = _calibrate(selected, cal, config)
+    selected.in_sample = (selected.forecasts(val), val.y)
+    if not config.evaluation.refit:
+        return selected
+    # learn from every labelled session of the history, the newest included
+    spec = FeatureSpec.fit(
+        frame[frame["date"] <= split.history[-1]],
+        data.feature_names,
+        window=config.window,
+        horizon=data.horizon,
+        feature_config=data.feature_config,
+    )
+    samples = make_samples(frame, spec, data.target_names, scale_features)
+    history = samples.within(split.history)
+    refitted = ensemble.refit(history.x(ensemble), history.y)
+    seconds = {n: selected.fit_seconds.get(n, 0.0) + s for n, s in refitted.fit_seconds_.items()}
+    return FittedSet(
+        spec,
+        refitted,
+        {n: b.refit(history.tabular, history.y) for n, b in baselines.items()},
+        selected.intervals,
+        samples,
+        iterations,
+        seconds,
+        selected.in_sample,
+    )
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -374,19 +407,30 @@ class _Steps:
 
 @dataclass
 class WalkForward:
-    """Out-of-sample predictions of every fold, stacked, and their metrics."""
+    """Out-of-sample forecasts of every fold, stacked, and their metrics."""
 
     folds: list[dict[str, Any]]
     metrics: dict[str, Any]
-    predictions: dict[str, np.ndarray]
+    forecasts: Forecasts
     y: np.ndarray
-    symbols: np.ndarray
-    dates: np.ndarray
     importance: dict[str, dict[str, float]]
+    last: FittedSet
+    last_test: Samples
 
     def report(self) -> dict[str, Any]:
         """The evaluation JSON: folds and per-model metrics (pooled and per symbol)."""
         return evaluation.json_safe({"folds": self.folds, "models": self.metrics})
+
+
+def history_split(data: Dataset, config: ModelConfig) -> evaluation.Split:
+    """The slices of all labelled history: what the published model is fitted on."""
+    frame = clean_frame(data.frame, data.feature_names, data.target_names)
+    days = labelled_days(frame, data.target_names, config.window)
+    ev = config.evaluation
+    fit, val, cal = evaluation.split_history(
+        days, ev.val_fraction, ev.calibration_fraction, purge=data.horizon
+    )
+    return evaluation.Split(-1, fit, val, cal, days, days[:0])
 
 
 def walk_forward(
@@ -402,40 +446,34 @@ def walk_forward(
     """
     ev = config.evaluation
     frame = clean_frame(data.frame, data.feature_names, data.target_names)
-    # label dates from the frame: sessions whose targets are known and that have a full window
-    first_rows = frame.groupby("symbol").cumcount() >= config.window - 1
-    known = np.isfinite(frame[data.target_names].to_numpy(np.float64)).all(axis=1)
-    days = pd.DatetimeIndex(np.unique(frame.loc[first_rows & known, "date"]))
+    days = labelled_days(frame, data.target_names, config.window)
     splits = evaluation.walk_forward_splits(
-        days, ev.n_folds, ev.test_fraction, ev.val_fraction, purge=data.horizon
+        days, ev.n_folds, ev.test_fraction, ev.val_fraction, ev.calibration_fraction, data.horizon
     )
-    preds: dict[str, list[np.ndarray]] = {}
-    ys, syms, dates, folds = [], [], [], []
+    parts: list[Forecasts] = []
+    ys: list[np.ndarray] = []
+    folds: list[dict[str, Any]] = []
     importance: dict[str, dict[str, float]] = {}
     steps = _Steps("walk-forward", len(splits) * len(config.models), progress)
     for split in splits:
-        fitted, samples = fit_candidates(data, config, split.fit, split.val, steps.advance)
-        test = samples.within(split.test)
-        fold_pred = fitted.predict(test)
-        for name, pred in fold_pred.items():
-            preds.setdefault(name, []).append(pred)
+        fitted = fit_candidates(data, config, split, steps.advance)
+        test = fitted.samples.within(split.test)
+        fold = fitted.forecasts(test)
+        parts.append(fold)
         ys.append(test.y)
-        syms.append(test.symbols)
-        dates.append(test.dates)
-        naive_rmse = float(np.sqrt(np.mean(test.y[:, 0] ** 2)))
         folds.append(
             {
                 "fold": split.fold,
                 "fit": [split.fit[0], split.fit[-1]],
                 "val": [split.val[0], split.val[-1]],
+                "cal": [split.cal[0], split.cal[-1]],
                 "test": [split.test[0], split.test[-1]],
                 "n_test": len(test),
-                "weights": fitted.weights,
+                "n_sessions": len(np.unique(test.dates)),
+                "weights": fitted.ensemble.weights(),
+                "iterations": fitted.iterations,
                 "fit_seconds": fitted.fit_seconds,
-                "rmse_ratio_vs_naive": {
-                    name: float(np.sqrt(np.mean((p[:, 0] - test.y[:, 0]) ** 2))) / naive_rmse
-                    for name, p in fold_pred.items()
-                },
+                "models": evaluation.fold_metrics(fold, test.y),
             }
         )
         for name, model in fitted.models.items():
@@ -450,16 +488,15 @@ def walk_forward(
             split.test[-1].date(),
             len(test),
         )
-    stacked = {name: np.concatenate(p) for name, p in preds.items()}
-    y, symbols, when = np.concatenate(ys), np.concatenate(syms), np.concatenate(dates)
-    metrics = evaluation.evaluate_predictions(stacked, y, symbols, when, ev.cost_bps)
-    return WalkForward(folds, metrics, stacked, y, symbols, when, importance)
+    forecasts, y = Forecasts.concat(parts), np.concatenate(ys)
+    metrics = evaluation.score_forecasts(forecasts, y, ev.cost_bps, ev.execution_lag)
+    return WalkForward(folds, metrics, forecasts, y, importance, fitted, test)
 
 
-# --------------------------------------------------------------------------- export and gate
+# --------------------------------------------------------------------------- export
 
 
-def onnx_parity(model: Model, data: bytes, x: np.ndarray) -> dict[str, Any]:
+def onnx_parity(model: Model | EnsembleModel, data: bytes, x: np.ndarray) -> dict[str, Any]:
     """ONNX Runtime vs the native model on ``x`` (a batch) and on its first row alone."""
     native = model.predict(x)
     batch = run_onnx(data, x)
@@ -474,17 +511,47 @@ def onnx_parity(model: Model, data: bytes, x: np.ndarray) -> dict[str, Any]:
     }
 
 
+def export_models(
+    fitted: FittedSet, rows: Samples
+) -> tuple[dict[str, bytes], dict[str, dict[str, Any]]]:
+    """Every model of ``fitted`` as ONNX, and its parity with the native model on ``rows``."""
+    onnx: dict[str, bytes] = {}
+    for name, model in fitted.models.items():
+        if isinstance(model, EnsembleModel):
+            onnx[name] = model.to_onnx(onnx)
+        else:
+            onnx[name] = model.to_onnx()
+    parity = {name: onnx_parity(m, onnx[name], rows.x(m)) for name, m in fitted.models.items()}
+    return onnx, parity
+
+
+def parity_rows(samples: Samples) -> Samples:
+    """The newest ``PARITY_ROWS`` rows per symbol: inputs like the ones serving will see."""
+    order = np.argsort(samples.dates, kind="stable")
+    return samples.take(np.sort(order[-PARITY_ROWS:]))
+
+
+# --------------------------------------------------------------------------- training
+
+
 HEADLINE_KEYS = (
     "n",
+    "n_sessions",
     "rmse",
     "mae",
     "rmse_ratio_vs_naive",
+    "best_baseline",
+    "rmse_ratio_vs_best_baseline",
     "mape",
     "directional_accuracy",
+    "directional_accuracy_always_long",
     "directional_pvalue",
     "ic",
     "dm_stat",
     "dm_pvalue",
+    "dm_pvalue_vs_best_baseline",
+    "interval_coverage",
+    "interval_width",
 )
 
 
@@ -497,6 +564,7 @@ def headline_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
         out["sharpe"] = backtest["strategy"]["sharpe"]
         out["annual_return"] = backtest["strategy"]["annual_return"]
         out["max_drawdown"] = backtest["strategy"]["max_drawdown"]
+        out["buy_and_hold_sharpe"] = backtest["buy_and_hold"]["sharpe"]
         out["buy_and_hold_annual_return"] = backtest["buy_and_hold"]["annual_return"]
         return out
 
@@ -506,42 +574,6 @@ def headline_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
         for symbol, m in block["per_symbol"].items():
             per_symbol.setdefault(symbol, {})[name] = flat(m)
     return evaluation.json_safe({"pooled": pooled, "per_symbol": per_symbol})
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    """The promotion gate's verdict; ``reasons`` say why a model was refused."""
-
-    promote: bool
-    reasons: list[str]
-    rmse_ratio: float | None
-
-    @property
-    def summary(self) -> str:
-        return "promoted" if self.promote else "refused: " + "; ".join(self.reasons)
-
-
-def promotion_gate(
-    rmse_ratio: float | None, parity: dict[str, dict[str, Any]], config: PromotionConfig
-) -> GateDecision:
-    """Promote only when every ONNX model matches its native twin AND the ensemble beats naive.
-
-    Args:
-        rmse_ratio: the ensemble's out-of-sample RMSE / naive RMSE (walk-forward, horizon 1).
-        parity: per-model ``onnx_parity`` results.
-        config: the thresholds.
-    """
-    reasons = []
-    for name, p in sorted(parity.items()):
-        worst = max(p["max_abs"], p["batch1_max_abs"])
-        if not worst <= config.parity_tolerance:
-            reasons.append(f"{name} ONNX parity {worst:.2e} > {config.parity_tolerance:.0e}")
-    if rmse_ratio is None or not rmse_ratio < config.max_rmse_ratio:
-        shown = "n/a" if rmse_ratio is None else f"{rmse_ratio:.4f}"
-        reasons.append(
-            f"ensemble does not beat naive: rmse ratio {shown} >= {config.max_rmse_ratio}"
-        )
-    return GateDecision(promote=not reasons, reasons=reasons, rmse_ratio=rmse_ratio)
 
 
 @dataclass
@@ -554,9 +586,9 @@ class TrainResult:
     fitted: FittedSet
     onnx: dict[str, bytes]
     walk_forward: WalkForward
-    validation: dict[str, Any]
+    in_sample_validation: dict[str, Any]
     parity: dict[str, dict[str, Any]]
-    gate: GateDecision
+    gate: GateResult
     data_window: dict[str, Any]
     git_commit: str
 
@@ -582,85 +614,112 @@ def new_version() -> str:
     return pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
+def write_predictions(path: Path, forecasts: Forecasts, models: list[str]) -> None:
+    """Out-of-sample forecasts of ``models`` as Parquet: ``symbol, date, model, pred_1..H``."""
+    frames = []
+    for name in models:
+        pred = forecasts.predictions[name]
+        frame = pd.DataFrame(pred, columns=[f"pred_{h}" for h in range(1, pred.shape[1] + 1)])
+        frame.insert(0, "model", name)
+        frame.insert(0, "date", pd.to_datetime(forecasts.dates))
+        frame.insert(0, "symbol", forecasts.symbols.astype(str))
+        frames.append(frame)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.concat(frames, ignore_index=True).to_parquet(path, index=False)
+
+
 def train(
     data: Dataset,
     config: ModelConfig,
     workdir: Path,
     version: str | None = None,
+    champion: Champion | None = None,
     progress: ProgressFn | None = None,
 ) -> TrainResult:
-    """Walk-forward evaluation, final fit, ONNX export, parity, the gate and the bundle.
+    """Walk-forward evaluation, the final fit, ONNX export, parity, the gate and the bundle.
 
     Args:
         data: the feature frame and its column names.
         config: models and evaluation settings.
-        workdir: the bundle is written to ``workdir/<version>/``.
+        workdir: the bundle is written to ``workdir/<version>/``, its out-of-sample forecasts
+            to ``workdir/_evaluation/<version>/predictions.parquet``.
         version: the bundle version (default: ``new_version()``).
+        champion: the serving champion's out-of-sample forecasts (``stockml.orchestration``),
+            for the gate's paired comparison on the same rows; None when there is none.
         progress: called as ``progress(task, done, total)`` (walk-forward, final fit).
     """
     version = version or new_version()
     wf = walk_forward(data, config, progress)
-    # final fit: all history; the last validation slice early-stops, weighs and checks parity
-    frame = clean_frame(data.frame, data.feature_names, data.target_names)
-    known = np.isfinite(frame[data.target_names].to_numpy(np.float64)).all(axis=1)
-    days = pd.DatetimeIndex(np.unique(frame.loc[known, "date"]))
-    fit_days, val_days = evaluation.split_fit_val(
-        days, config.evaluation.val_fraction, purge=data.horizon
-    )
+    split = history_split(data, config)
     final = _Steps("final fit", len(config.models), progress)
-    fitted, _samples = fit_candidates(data, config, fit_days, val_days, final.advance)
-    val = fitted.val
-    onnx_models = {name: m.to_onnx() for name, m in fitted.models.items()}
-    parity = {
-        name: onnx_parity(m, onnx_models[name], val.x(m)) for name, m in fitted.models.items()
-    }
-    validation = evaluation.json_safe(
-        evaluation.evaluate_predictions(
-            fitted.predict(val), val.y, val.symbols, val.dates, config.evaluation.cost_bps
+    fitted = fit_candidates(data, config, split, final.advance)
+    onnx_models, parity = export_models(fitted, parity_rows(fitted.samples))
+    assert fitted.in_sample is not None
+    in_sample = evaluation.json_safe(
+        evaluation.score_forecasts(
+            *fitted.in_sample, config.evaluation.cost_bps, config.evaluation.execution_lag
         )
     )
-    ratio = wf.metrics[ENSEMBLE]["pooled"].get("rmse_ratio_vs_naive")
-    gate = promotion_gate(ratio, parity, config.promotion)
+    comparison = (
+        None
+        if champion is None
+        else compare_with_champion(wf.forecasts, wf.y, champion, config.promotion)
+    )
+    report = wf.report()
+    gate = assess(report, parity, comparison, config.promotion)
     logger.info("gate for %s: %s", version, gate.summary)
     commit = git_commit()
+    frame = clean_frame(data.frame, data.feature_names, data.target_names)
     data_window = {
         "start": frame["date"].min().date().isoformat(),
         "end": frame["date"].max().date().isoformat(),
-        "fit_end": fit_days[-1].date().isoformat(),
-        "val_start": val_days[0].date().isoformat(),
+        # the last session the published model learned or was calibrated from: forward tests
+        # start after it
+        "train_end": split.history[-1].date().isoformat(),
+        "calibration": [split.cal[0].date().isoformat(), split.cal[-1].date().isoformat()],
         "rows": len(frame),
     }
     metrics = {
         # headline numbers in the shape the API reads: {"pooled": {model: {...}}, "per_symbol": ...}
         **headline_metrics(wf.metrics),
-        "walk_forward": wf.report(),
-        "validation": validation,
+        "walk_forward": report,
+        # the slice that stopped the training and weighed the ensemble: NOT out of sample
+        "in_sample_validation": in_sample,
         "parity": parity,
-        "gate": {"promote": gate.promote, "reasons": gate.reasons, "rmse_ratio": gate.rmse_ratio},
+        "gate": gate.to_dict(),
         "data_window": data_window,
     }
+    exported = fitted.models
     manifest = write_bundle(
         workdir / version,
         version=version,
         git_commit=commit,
         feature_spec=fitted.spec,
         metrics=metrics,
-        onnx_models={
-            name: (onnx_models[name], model_entry(m)) for name, m in fitted.models.items()
-        },
-        ensemble_weights=fitted.weights,
-        intervals=fitted.intervals,
+        onnx_models={name: (onnx_models[name], model_entry(m)) for name, m in exported.items()},
+        intervals={name: fitted.intervals[name] for name in exported},
         symbols=data.symbols,
         extra={
             "window": config.window,
             "data_window": data_window,
-            "model_config": config.model_dump(),
+            "model_config": config.model_dump(mode="json"),
+            "ensemble_weights": fitted.ensemble.weights(),
+            "iterations": fitted.iterations,
+            # the baselines' forecasts, for forward tests of this bundle beside them
+            "baselines": {
+                name: [float(v) for v in b.predict(fitted.samples.tabular[:1])[0]]
+                for name, b in fitted.baselines.items()
+            },
+            "baseline_intervals": {name: fitted.intervals[name] for name in fitted.baselines},
         },
         # serving dates its forecasts from these, so the API never builds exchange-calendars
         # at start-up: from a year before the stalest symbol's last day to about a year ahead
         sessions=SessionTable.build(
             frame.groupby("symbol")["date"].max().min() - pd.Timedelta(days=366)
         ),
+    )
+    write_predictions(
+        workdir / EVALUATION_DIR / version / PREDICTIONS, wf.forecasts, list(exported)
     )
     return TrainResult(
         version,
@@ -669,7 +728,7 @@ def train(
         fitted,
         onnx_models,
         wf,
-        validation,
+        in_sample,
         parity,
         gate,
         data_window,
@@ -677,198 +736,25 @@ def train(
     )
 
 
-def publish_bundle(store: Any, result: TrainResult, promote: bool) -> list[str]:
-    """Upload the bundle to ``<models_prefix>/<version>/``; point ``champion.json`` at it if promoted.
-
-    The pointer is written last: a reader following it always finds a complete bundle.
-    """
-    keys = store.put_folder(result.bundle_dir, f"{store.models_prefix}/{result.version}")
-    if promote:
-        pointer = {
-            "version": result.version,
-            "promoted_at": pd.Timestamp.now(tz="UTC").isoformat(),
-            "rmse_ratio_vs_naive": result.gate.rmse_ratio,
-        }
-        store.put_bytes(f"{store.models_prefix}/champion.json", json.dumps(pointer).encode())
-        keys.append(f"{store.models_prefix}/champion.json")
-    return keys
-
-
-# --------------------------------------------------------------------------- from the store
-
-
-def load_dataset(
-    store: Any,
-    symbols: list[str],
-    feature_config: Any,
-    history_sessions: int | None = None,
-    progress: ProgressFn | None = None,
-    universe: list[str] | None = None,
-) -> Dataset:
-    """Features of ``symbols`` computed from the store's raw bars with ``build_features``.
-
-    ``history_sessions`` keeps each symbol's most recent sessions only (after the features
-    are computed on the whole history, so indicators are warmed up).
-
-    Cross-sectional features rank each symbol against its peers: they are computed over the
-    same universe the feature pipeline uses (``universe``, default every symbol with raw
-    bars), whatever ``symbols`` are trained on, or training would see other values than the
-    stored rows serving reads.
-
-    Training recomputes features from raw bars (plus the market symbols and the news the
-    feature config names) instead of reading ``features/``: ``stockml train`` then works right
-    after ``stockml ingest``, and the same function the feature pipeline runs produces them,
-    with the exact configuration stored in the bundle.
-
-    Raises:
-        FeatureError: a symbol has no bars in the store.
-    """
-    from stockml.features import build_features, feature_columns, target_columns
-
-    bars = store.read_bars(symbols)
-    found = set(bars["symbol"].astype(str)) if not bars.empty else set()
-    missing = [s for s in symbols if s not in found]
-    if missing:
-        raise FeatureError(f"no bars in the store for {missing}: run `stockml ingest` first")
-    if feature_config.cross_section.enabled:
-        context = set(symbols) | set(feature_config.market.symbols)
-        peers = [
-            s for s in (universe or sorted(store.last_dates(store.raw_prefix))) if s not in context
-        ]
-        if peers:
-            more = store.read_bars(peers)
-            counts = more.groupby("symbol").size()
-            # peers too short for the warm-up output no row, so they are no peers
-            ready = counts[counts > feature_config.warmup_rows()].index
-            bars = pd.concat([bars, more[more["symbol"].isin(ready)]], ignore_index=True)
-    market = store.read_bars(list(feature_config.market.symbols))
-    news = (
-        store.read_table(store.news_prefix, symbols)
-        if feature_config.news.enabled
-        else pd.DataFrame()
-    )
-    frame = build_features(
-        bars,
-        None if market.empty else market,
-        None if news.empty else news,
-        feature_config,
-        progress=progress,
-    )
-    frame = frame[frame["symbol"].isin(symbols)].reset_index(drop=True)
-    if history_sessions is not None:
-        frame = frame.groupby("symbol", sort=False, group_keys=False).tail(history_sessions)
-        frame = frame.reset_index(drop=True)
-    return Dataset(
-        frame=frame,
-        feature_names=feature_columns(feature_config),
-        target_names=target_columns(feature_config),
-        feature_config=feature_config.model_dump(mode="json"),
-    )
-
-
-def default_symbols(settings: Any, feature_config: Any) -> list[str]:
-    """The configured ingest symbols that are not market context (``^GSPC`` etc.)."""
-    market = set(feature_config.market.symbols)
-    return [s for s in settings.ingest.symbols if s not in market] or list(settings.ingest.symbols)
-
-
-def run_training(
-    settings: Any,
-    symbols: list[str] | None = None,
-    config: ModelConfig | None = None,
-    tracking_uri: str | None = None,
-    workdir: Path | None = None,
-    log_models: bool = True,
+def evaluate(
+    data: Dataset,
+    config: ModelConfig,
+    champion: Champion | None = None,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
-    """The training job: store -> features -> train -> MLflow -> bundle in the store.
+    """Walk-forward evaluation and the gate, nothing published: the ``evaluate --json`` report.
 
-    Args:
-        settings: the process's Settings (store, mlflow names).
-        symbols: tickers to train on (default: ``default_symbols``).
-        config: model configuration (default: ``configs/model_config.yaml``).
-        tracking_uri: MLflow server; None skips MLflow (the bundle is still published and
-            promoted by the same gate).
-        workdir: local folder for the bundle (default: a temporary folder).
-        log_models: log every model to MLflow in its native flavour and as ONNX.
-        progress: called as ``progress(task, done, total)`` (features, walk-forward, final fit).
-
-    Returns:
-        A summary: version, gate, aliases, keys written, headline metrics.
+    ONNX parity is checked on the last fold's models (exported here, not kept) and its test
+    rows, so the gate's parity check has evidence without the final fit.
     """
-    from stockml.features import FeatureConfig
-    from stockml.settings import find_config_dir
-    from stockml.storage import Store
-    from stockml.tracking import log_training, scratch_dir
-
-    feature_config = FeatureConfig.from_yaml()
-    config = config or ModelConfig.from_yaml()
-    store = Store.from_settings(settings.store)
-    symbols = symbols or default_symbols(settings, feature_config)
-    data = load_dataset(store, symbols, feature_config, config.history_sessions, progress)
-    result = train(data, config, workdir or scratch_dir(), progress=progress)
-    record = None
-    if tracking_uri:
-        folder = find_config_dir()
-        files = (
-            [folder / n for n in ("config.yaml", "feature_config.yaml", "model_config.yaml")]
-            if folder
-            else []
-        )
-        record = log_training(
-            result,
-            config,
-            tracking_uri,
-            settings.mlflow.experiment,
-            settings.mlflow.registered_model,
-            config_files=files,
-            log_models=log_models,
-        )
-    keys = publish_bundle(store, result, promote=result.gate.promote)
-    ensemble = result.walk_forward.metrics[ENSEMBLE]["pooled"]
-    return evaluation.json_safe(
-        {
-            "version": result.version,
-            "symbols": data.symbols,
-            "promoted": result.gate.promote,
-            "gate": result.gate.summary,
-            "mlflow": None
-            if record is None
-            else {
-                "run_id": record.run_id,
-                "model": record.model_name,
-                "version": record.model_version,
-                "aliases": record.aliases,
-            },
-            "bundle_keys": keys,
-            "ensemble_weights": result.fitted.weights,
-            "walk_forward_ensemble": {
-                k: ensemble.get(k)
-                for k in ("n", "rmse_ratio_vs_naive", "directional_accuracy", "ic")
-            },
-            "parity_max_abs": {n: p["max_abs"] for n, p in result.parity.items()},
-            "data_window": result.data_window,
-        }
+    wf = walk_forward(data, config, progress)
+    _onnx, parity = export_models(wf.last, wf.last_test)
+    comparison = (
+        None
+        if champion is None
+        else compare_with_champion(wf.forecasts, wf.y, champion, config.promotion)
     )
-
-
-def run_evaluation(
-    settings: Any,
-    symbols: list[str] | None = None,
-    config: ModelConfig | None = None,
-    progress: ProgressFn | None = None,
-) -> dict[str, Any]:
-    """Walk-forward evaluation only (nothing exported): the JSON report of every model and baseline."""
-    from stockml.features import FeatureConfig
-    from stockml.storage import Store
-
-    feature_config = FeatureConfig.from_yaml()
-    config = config or ModelConfig.from_yaml()
-    store = Store.from_settings(settings.store)
-    symbols = symbols or default_symbols(settings, feature_config)
-    data = load_dataset(store, symbols, feature_config, config.history_sessions, progress)
-    report = walk_forward(data, config, progress).report()
-    report["symbols"] = data.symbols
-    report["horizon"] = data.horizon
-    report["cost_bps"] = config.evaluation.cost_bps
+    report = wf.report()
+    report["parity"] = evaluation.json_safe(parity)
+    report["gate"] = assess(report, parity, comparison, config.promotion).to_dict()
     return report

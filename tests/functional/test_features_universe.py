@@ -131,7 +131,7 @@ def test_training_sees_the_cross_sections_serving_reads(
     store_settings: StoreSettings, market_history: pd.DataFrame
 ) -> None:
     # GIVEN a universe's features in the store, computed by the pipeline over all its stocks
-    from stockml.train import load_dataset
+    from stockml.orchestration import load_dataset
 
     bars = make_universe(n_symbols=8, start="2016-06-01", end="2017-01-31")
     store = Store.from_settings(store_settings)

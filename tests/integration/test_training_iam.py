@@ -13,7 +13,6 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -21,11 +20,12 @@ import httpx
 import pytest
 import yaml
 
+from stockml.bundle import publish_bundle
 from stockml.errors import StoreError
 from stockml.features.config import FeatureConfig
 from stockml.local import LocalServer, start_moto_server
+from stockml.orchestration import load_dataset
 from stockml.storage import Store
-from stockml.train import load_dataset, publish_bundle
 from utils.serving_bundle import BuiltBundle, embedded_bars
 
 pytestmark = pytest.mark.integration
@@ -84,10 +84,7 @@ def test_the_training_role_can_do_the_jobs_work_and_nothing_else(
     assert len(dataset.frame) > 100 and set(dataset.frame["symbol"]) == {"MSFT"}
     assert job.get_bytes("features/_latest/symbol=MSFT/x.npz") == b"x"
     # ... and the bundle and its champion pointer are published
-    result = SimpleNamespace(
-        bundle_dir=serving_bundle.folder, version="v-iam", gate=SimpleNamespace(rmse_ratio=0.9)
-    )
-    keys = publish_bundle(job, result, promote=True)  # type: ignore[arg-type]
+    keys = publish_bundle(job, serving_bundle.folder, "v-iam", True, "passed")
     assert "models/champion.json" in keys
     assert json.loads(job.get_bytes("models/champion.json"))["version"] == "v-iam"
 

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 from stockml.bundle import FeatureSpec
-from stockml.models import DriftModel, LightGBMModel, LSTMModel, NaiveModel, XGBoostModel
-from stockml.models.ensemble import combine, fit_weights
+from stockml.model_config import LightGBMConfig, LSTMConfig, RuntimeConfig, XGBoostConfig
+from stockml.models import (
+    DriftModel,
+    EnsembleModel,
+    LightGBMModel,
+    LSTMModel,
+    NaiveModel,
+    XGBoostModel,
+)
 from stockml.models.onnx_utils import run_onnx
 from stockml.train import Samples, clean_frame, make_samples
 from utils.training_data import FEATURES, TARGETS, make_dataset
@@ -36,41 +43,36 @@ def splits() -> tuple[Samples, Samples, Samples]:
 
 
 def tiny(name: str, seed: int = 3):
+    runtime = RuntimeConfig(seed=seed, device="cpu", n_threads=1)
     if name == "lstm":
         return LSTMModel(
-            hidden_size=8,
-            num_layers=2,
-            max_epochs=3,
-            patience=2,
-            batch_size=64,
-            seed=seed,
-            device="cpu",
-            n_threads=1,
+            LSTMConfig(hidden_size=8, num_layers=2, max_epochs=3, patience=2, batch_size=64),
+            runtime,
         )
     if name == "xgboost":
         return XGBoostModel(
-            n_estimators=40,
-            max_depth=3,
-            learning_rate=0.1,
-            early_stopping_rounds=10,
-            seed=seed,
-            n_jobs=1,
-            device="cpu",
+            XGBoostConfig(
+                n_estimators=40, max_depth=3, learning_rate=0.1, early_stopping_rounds=10
+            ),
+            runtime,
         )
     if name == "lightgbm":
         return LightGBMModel(
-            n_estimators=40,
-            num_leaves=7,
-            min_data_in_leaf=10,
-            learning_rate=0.1,
-            early_stopping_rounds=10,
-            seed=seed,
-            n_jobs=1,
+            LightGBMConfig(
+                n_estimators=40,
+                num_leaves=7,
+                min_data_in_leaf=10,
+                learning_rate=0.1,
+                early_stopping_rounds=10,
+            ),
+            runtime,
         )
+    if name == "ensemble":
+        return EnsembleModel({m: tiny(m, seed) for m in ("lstm", "xgboost", "naive", "drift")})
     return {"naive": NaiveModel, "drift": DriftModel}[name]()
 
 
-ALL = ["lstm", "xgboost", "lightgbm", "naive", "drift"]
+ALL = ["lstm", "xgboost", "lightgbm", "naive", "drift", "ensemble"]
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +142,15 @@ def test_lstm_early_stopping_stops_before_max_epochs_on_noise():
     x = rng.normal(size=(300, 5, 3)).astype(np.float32)
     y = rng.normal(size=(300, 2)) * 0.01
     model = LSTMModel(
-        hidden_size=16, num_layers=1, max_epochs=40, patience=2, learning_rate=0.01, device="cpu"
+        LSTMConfig(
+            hidden_size=16,
+            num_layers=1,
+            max_epochs=40,
+            patience=2,
+            learning_rate=0.01,
+            batch_size=64,
+        ),
+        RuntimeConfig(device="cpu"),
     )
 
     # WHEN fitting
@@ -149,8 +159,15 @@ def test_lstm_early_stopping_stops_before_max_epochs_on_noise():
     # THEN it stopped early and kept the epoch with the lowest validation loss
     epochs = len(model.history_)
     assert epochs < 40
-    best = min(h["val_loss"] for h in model.history_)
-    assert model.history_[-1]["val_loss"] >= best
+    losses = [h["val_loss"] for h in model.history_]
+    assert model.history_[-1]["val_loss"] >= min(losses)
+    # and remembers how many optimiser steps that took (200 rows, 4 batches of 64 per epoch):
+    # what a refit on 300 rows (5 batches per epoch) runs, without validation
+    best = int(np.argmin(losses)) + 1
+    assert model.steps_ == best * 4
+    again = model.refit(x, y)
+    assert again.history_[-1]["steps"] == again.steps_ == model.steps_
+    assert len(again.history_) == -(-model.steps_ // 5) and "val_loss" not in again.history_[0]
 
 
 def test_baselines_predict_zero_and_training_mean(splits):
@@ -166,19 +183,72 @@ def test_baselines_predict_zero_and_training_mean(splits):
     np.testing.assert_allclose(drift, np.tile(fit.y.mean(axis=0), (len(held_out), 1)))
 
 
-def test_ensemble_weights_favour_the_accurate_member_and_sum_to_one():
-    # GIVEN one member close to the target and one pure noise, on validation rows
+def test_ensemble_weights_are_per_horizon_on_the_simplex_and_favour_the_accurate_member():
+    # GIVEN one member close to the target at horizon 1 and pure noise at horizon 2, and one
+    # member the other way round, on validation rows
     rng = np.random.default_rng(1)
-    y = rng.normal(size=(500, 3)) * 0.01
-    good = y + rng.normal(size=y.shape) * 0.002
+    y = rng.normal(size=(500, 2)) * 0.01
     noise = rng.normal(size=y.shape) * 0.01
+    first = np.column_stack([y[:, 0] + noise[:, 0] * 0.2, noise[:, 1]])
+    second = np.column_stack([noise[:, 0], y[:, 1] + noise[:, 1] * 0.2])
+    ensemble = EnsembleModel({"first": NaiveModel(), "second": NaiveModel()})
 
-    # WHEN weights are fitted on them
-    weights = fit_weights({"good": good, "noise": noise}, y)
+    # WHEN weights are fitted on their forecasts
+    ensemble.fit_weights({"first": first, "second": second}, y)
+    weights = ensemble.weights()
 
-    # THEN they are non-negative, sum to 1 and put most weight on the good member
-    assert min(weights.values()) >= 0
-    assert sum(weights.values()) == pytest.approx(1.0)
-    assert weights["good"] > 0.8
-    combined = combine({"good": good, "noise": noise}, weights)
-    assert np.mean((combined - y) ** 2) < np.mean((noise - y) ** 2)
+    # THEN each horizon has its own weights, non-negative, summing to 1, favouring the
+    # member accurate at that horizon
+    assert weights["first"][0] > 0.8 and weights["second"][1] > 0.8
+    for h in range(2):
+        assert weights["first"][h] >= 0 and weights["second"][h] >= 0
+        assert weights["first"][h] + weights["second"][h] == pytest.approx(1.0)
+    combined = ensemble.combine({"first": first, "second": second})
+    assert np.mean((combined - y) ** 2) < min(np.mean((first - y) ** 2), np.mean((second - y) ** 2))
+
+
+@pytest.mark.parametrize("name", ["xgboost", "lightgbm"])
+def test_tree_refit_equals_a_booster_grown_on_all_rows_for_the_chosen_rounds(name, splits):
+    # GIVEN a model early-stopped on validation, and all its labelled rows together
+    fit, val, held_out = splits
+    model = tiny(name).fit(fit.tabular, fit.y, val.tabular, val.y)
+    x, y = np.concatenate([fit.tabular, val.tabular]), np.concatenate([fit.y, val.y])
+
+    # WHEN it is refitted on all rows
+    refitted = model.refit(x, y)
+
+    # THEN each horizon is the booster the library itself grows on all rows for the number of
+    # trees early stopping chose (an independent call of xgboost / lightgbm)
+    assert refitted.iterations_ == model.iterations_
+    for h, rounds in enumerate(model.iterations_):
+        if name == "xgboost":
+            import xgboost as xgb
+
+            oracle = xgb.train(model.params, xgb.DMatrix(x, label=y[:, h]), num_boost_round=rounds)
+            expected = oracle.inplace_predict(held_out.tabular)
+        else:
+            import lightgbm as lgb
+
+            oracle = lgb.train(model.params, lgb.Dataset(x, label=y[:, h]), num_boost_round=rounds)
+            expected = oracle.predict(held_out.tabular)
+        np.testing.assert_allclose(refitted.predict(held_out.tabular)[:, h], expected, rtol=1e-6)
+
+
+def test_ensemble_of_sequence_and_tabular_members_feeds_each_its_input(fitted, splits):
+    # GIVEN the fitted ensemble (an LSTM, a booster and the baselines) and its members
+    ensemble = fitted["ensemble"]
+    _, _, held_out = splits
+
+    # WHEN it predicts from sequences
+    got = ensemble.predict(held_out.sequence)
+
+    # THEN it is the weighted sum of the LSTM on the sequences and the others on their last row
+    members = ensemble.members
+    expected = (
+        ensemble.weights_[0] * members["lstm"].predict(held_out.sequence)
+        + ensemble.weights_[1] * members["xgboost"].predict(held_out.tabular)
+        + ensemble.weights_[2] * 0.0
+        + ensemble.weights_[3] * members["drift"].predict(held_out.tabular)
+    )
+    assert ensemble.kind == "sequence"
+    np.testing.assert_allclose(got, expected, rtol=1e-12)

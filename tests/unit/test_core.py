@@ -82,7 +82,6 @@ def test_bundle_roundtrip_and_corruption(tmp_path: Path) -> None:
         feature_spec=_spec(),
         metrics={"m": {"rmse": 1.0}},
         onnx_models={"m": (b"onnx-bytes", entry)},
-        ensemble_weights={"m": 1.0},
         intervals={},
         symbols=["MSFT"],
     )

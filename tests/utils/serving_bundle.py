@@ -7,7 +7,8 @@
 - models: a scikit-learn Ridge (all horizons at once) converted with skl2onnx as the
   ``tabular`` model, and a tiny torch LSTM exported with ``torch.onnx.export`` as the
   ``sequence`` model, both fitted in a few hundred milliseconds on the training slice;
-- ensemble weights, conformal intervals and metrics from a held-out validation slice.
+- an ensemble of the two (one ONNX graph holding both, ``compose_weighted``) with weights,
+  conformal intervals and metrics from a held-out validation slice.
 
 Training libraries are imported inside the functions: the serving path never sees them.
 """
@@ -23,11 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stockml.bundle import FeatureSpec, Manifest, ModelEntry, write_bundle
+from stockml.bundle import FeatureSpec, Manifest, ModelEntry, champion_key, write_bundle
 from stockml.features import build_features, feature_columns
 from stockml.features.config import FeatureConfig
 from stockml.features.pipeline import write_windows
-from stockml.inference import champion_key
 from stockml.sessions import SessionTable
 
 CONFIG = FeatureConfig()  # the code defaults (= configs/feature_config.yaml)
@@ -242,6 +242,19 @@ def build_bundle(
         }
         for k in ("ridge", "lstm", "ensemble")
     }
+    from stockml.models.onnx_utils import compose_weighted
+
+    ensemble_onnx = compose_weighted(
+        [
+            (k, onnx_bytes, kind, np.full(HORIZON, weights[k]))
+            for k, onnx_bytes, kind in (
+                ("ridge", ridge_onnx, "tabular"),
+                ("lstm", lstm_onnx, "sequence"),
+            )
+        ],
+        "sequence",
+        (WINDOW, len(FEATURES)),
+    )
     manifest = write_bundle(
         folder,
         version=version,
@@ -251,10 +264,14 @@ def build_bundle(
         onnx_models={
             "ridge": (ridge_onnx, ModelEntry("ridge.onnx", "tabular", "input", "variable")),
             "lstm": (lstm_onnx, ModelEntry("lstm.onnx", "sequence", "input", "output")),
+            "ensemble": (
+                ensemble_onnx,
+                ModelEntry("ensemble.onnx", "sequence", "input", "output"),
+            ),
         },
-        ensemble_weights=weights,
         intervals=intervals,
         symbols=SYMBOLS,
+        extra={"ensemble_weights": weights},
         # as training writes it: from a year before the stalest symbol's last day
         sessions=SessionTable.build(
             features.groupby("symbol")["date"].max().min() - pd.Timedelta(days=366)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from stockml.train import Dataset, ModelConfig
+from stockml.model_config import ModelConfig
+from stockml.train import Dataset
 
 HORIZON = 3
-FEATURES = ["ret_1", "ret_5", "ret_10", "vol_10", "trend_20", "range_1"]
+# named like the feature library's columns the interval bands scale with (volatility_20, atr_ratio)
+FEATURES = ["ret_1", "ret_5", "ret_10", "volatility_20", "atr_ratio", "trend_20", "range_1"]
 TARGETS = [f"target_{h}" for h in range(1, HORIZON + 1)]
 
 
@@ -56,7 +58,8 @@ def feature_frame(bars: pd.DataFrame, horizon: int = HORIZON) -> pd.DataFrame:
         out["ret_1"] = ret
         out["ret_5"] = log_price.diff(5)
         out["ret_10"] = log_price.diff(10)
-        out["vol_10"] = ret.rolling(10).std()
+        out["volatility_20"] = ret.rolling(20).std()
+        out["atr_ratio"] = ((b["high"] - b["low"]) / b["adj_close"]).rolling(14).mean()
         out["trend_20"] = log_price - log_price.rolling(20).mean()
         out["range_1"] = np.log(b["high"] / b["low"])
         for h in range(1, horizon + 1):
@@ -114,7 +117,15 @@ def tiny_config(**overrides: object) -> ModelConfig:
             "early_stopping_rounds": 10,
             "learning_rate": 0.1,
         },
-        "evaluation": {"n_folds": 2, "test_fraction": 0.3, "val_fraction": 0.2, "cost_bps": 5},
+        "evaluation": {
+            "n_folds": 2,
+            "test_fraction": 0.3,
+            "val_fraction": 0.2,
+            "calibration_fraction": 0.2,
+            "cost_bps": 5,
+        },
+        # thresholds a few hundred sessions can meet; the evidence asked for stays the same
+        "promotion": {"min_test_sessions": 50, "min_folds": 2, "min_folds_beating_baselines": 2},
     }
     base.update(overrides)
     return ModelConfig.model_validate(base)

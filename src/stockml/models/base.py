@@ -31,7 +31,16 @@ class Model(Protocol):
     def fit(
         self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
     ) -> Model:
-        """Fit on ``x_train``/``y_train`` ``[n, H]``; ``x_val``/``y_val`` drive early stopping only."""
+        """Fit on ``x_train``/``y_train`` ``[n, H]``; ``x_val``/``y_val`` choose the iterations
+        (early stopping) and, for the ensemble, the weights."""
+        ...
+
+    def refit(self, x: np.ndarray, y: np.ndarray) -> Model:
+        """A fresh model trained on ``x``/``y`` for the iterations ``fit`` chose, no validation.
+
+        How the published model learns from all labelled history: the newest sessions, which
+        ``fit`` held out to choose the iterations, are learned from too.
+        """
         ...
 
     def predict(self, x: np.ndarray) -> np.ndarray:

@@ -34,6 +34,9 @@ class _ConstantReturn:
         self.bias_ = self._bias(np.asarray(y_train, dtype=np.float64))
         return self
 
+    def refit(self, x: np.ndarray, y: np.ndarray) -> _ConstantReturn:
+        return type(self)().fit(x, y, x[:0], y[:0])
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         if self.bias_ is None:
             raise ModelError(f"{self.name} is not fitted")

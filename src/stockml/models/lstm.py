@@ -2,7 +2,8 @@
 
 Seeded and deterministic: the same data and seed give the same weights on one device. Uses
 CUDA when torch sees it (``device="auto"``), the CPU otherwise. Early stopping keeps the
-weights of the epoch with the lowest validation loss.
+weights of the epoch with the lowest validation loss; ``refit`` trains a fresh network on more
+data for the same number of optimiser steps, without a validation slice.
 
 One global model over a universe: the windows of every symbol are one training set, batched
 across symbols (:class:`~stockml.models.sequences.WindowedRows` keeps them as one feature
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from stockml.errors import ModelError
+from stockml.model_config import LSTMConfig, RuntimeConfig
 from stockml.models.base import ONNX_INPUT, ONNX_OUTPUT, Kind
 from stockml.models.sequences import WindowedRows
 
@@ -120,40 +122,24 @@ class LSTMModel:
     name = "lstm"
     kind: Kind = "sequence"
 
-    def __init__(
-        self,
-        hidden_size: int = 64,
-        num_layers: int = 2,
-        dropout: float = 0.1,
-        learning_rate: float = 1e-3,
-        batch_size: int = 256,
-        max_epochs: int = 30,
-        patience: int = 5,
-        seed: int = 42,
-        device: str = "auto",
-        n_threads: int | None = None,
-    ) -> None:
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.dropout = dropout
-        self.learning_rate = learning_rate
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.seed = seed
-        self.device = device
-        self.n_threads = n_threads
+    def __init__(self, config: LSTMConfig | None = None, runtime: RuntimeConfig | None = None):
+        self.config = config or LSTMConfig()
+        self.runtime = runtime or RuntimeConfig()
         self.net_ = None
         self.window_: int | None = None
         self.n_features_: int | None = None
+        # optimiser steps up to the end of the epoch with the best validation loss: what
+        # ``refit`` runs (the same optimisation budget on more rows: more epochs would
+        # overfit the larger set further than validation chose)
+        self.steps_: int | None = None
         self.history_: list[dict[str, float]] = []
 
     def _device(self) -> str:
         import torch
 
-        if self.device == "auto":
+        if self.runtime.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device
+        return self.runtime.device
 
     def fit(
         self,
@@ -162,7 +148,8 @@ class LSTMModel:
         x_val: np.ndarray | WindowedRows,
         y_val: np.ndarray,
     ) -> LSTMModel:
-        """Fit on windows ``[n, window, F]`` (an array or :class:`WindowedRows`).
+        """Fit on windows ``[n, window, F]`` (an array or :class:`WindowedRows`) with early
+        stopping on ``x_val``; keeps the weights of the best epoch.
 
         The feature rows go to the device ONCE (one tensor of every symbol's rows); each
         batch's windows are gathered there by index, never materialised on the host. On CUDA
@@ -170,26 +157,44 @@ class LSTMModel:
         scaling); the epoch's losses are summed on the device and read back once per epoch
         (early stopping needs them), never per batch.
         """
+        return self._train(x_train, y_train, (x_val, y_val), None)
+
+    def refit(self, x: np.ndarray | WindowedRows, y: np.ndarray) -> LSTMModel:
+        """A fresh LSTM trained on ``x``/``y`` for exactly the optimiser steps ``fit`` chose."""
+        if self.steps_ is None:
+            raise ModelError("lstm: refit needs the steps chosen by fit")
+        return LSTMModel(self.config, self.runtime)._train(x, y, None, self.steps_)
+
+    def _train(
+        self,
+        x_train: np.ndarray | WindowedRows,
+        y_train: np.ndarray,
+        val: tuple[np.ndarray | WindowedRows, np.ndarray] | None,
+        max_steps: int | None,
+    ) -> LSTMModel:
+        """Early-stopped epochs on ``val``, or (``val`` None) exactly ``max_steps`` steps."""
         import torch
 
+        cfg = self.config
         try:
-            train, val = WindowedRows.of(x_train), WindowedRows.of(x_val)
+            train = WindowedRows.of(x_train)
+            val_windows = WindowedRows.of(val[0]) if val is not None else None
         except ValueError as exc:
             raise ModelError(f"lstm wants [n, window, features]: {exc}") from exc
-        if self.n_threads is not None:
-            torch.set_num_threads(self.n_threads)
+        if self.runtime.n_threads is not None:
+            torch.set_num_threads(self.runtime.n_threads)
         device = self._device()
         # reproducibility: one seed for init and batch order, deterministic kernels
-        torch.manual_seed(self.seed)
+        torch.manual_seed(self.runtime.seed)
         torch.use_deterministic_algorithms(True, warn_only=True)
         self.window_, self.n_features_ = train.window, int(train.rows.shape[1])
         net = _network(
-            self.n_features_, self.hidden_size, self.num_layers, self.dropout, y_train.shape[1]
+            self.n_features_, cfg.hidden_size, cfg.num_layers, cfg.dropout, y_train.shape[1]
         ).to(device)
         cuda = device.startswith("cuda")
         # fused Adam on CUDA: one kernel per step for all parameters, no host round trips
         optimizer = torch.optim.Adam(
-            net.parameters(), lr=self.learning_rate, fused=True if cuda else None
+            net.parameters(), lr=cfg.learning_rate, fused=True if cuda else None
         )
         # under autocast PyTorch runs cuDNN's LSTM in float16 whatever the autocast dtype:
         # scale the loss against gradient underflow (with fused Adam the scaler's inf check
@@ -198,17 +203,25 @@ class LSTMModel:
         # returns are ~1e-2: scale targets to unit size so Adam's steps fit, undo it in the head
         scale = float(np.nanstd(y_train)) or 1.0
         fit_data = _DeviceWindows(train, y_train / scale, device)
-        val_data = _DeviceWindows(val, y_val / scale, device, rows=fit_data.same_rows(val))
-        generator = torch.Generator().manual_seed(self.seed)
-        best_loss, best_state, stale = float("inf"), _state(net), 0
+        val_data = None
+        if val is not None and val_windows is not None:
+            val_data = _DeviceWindows(
+                val_windows, val[1] / scale, device, rows=fit_data.same_rows(val_windows)
+            )
+        generator = torch.Generator().manual_seed(self.runtime.seed)
+        best_loss, best_state, best_steps, stale = float("inf"), None, 0, 0
+        steps, epoch = 0, 0
         self.history_ = []
-        for epoch in range(self.max_epochs):
+        while epoch < cfg.max_epochs if val is not None else steps < (max_steps or 0):
             net.train()
             # the order comes from a CPU generator: the same batches on every device
             order = torch.randperm(len(train), generator=generator).to(device)
             total = torch.zeros((), device=device)
-            for start in range(0, len(train), self.batch_size):
-                idx = order[start : start + self.batch_size]
+            seen = 0
+            for start in range(0, len(train), cfg.batch_size):
+                if val_data is None and steps >= (max_steps or 0):
+                    break
+                idx = order[start : start + cfg.batch_size]
                 x, y = fit_data.batch(idx)
                 optimizer.zero_grad(set_to_none=True)
                 with _autocast(device):
@@ -221,31 +234,46 @@ class LSTMModel:
                     scaler.scale(loss).backward()
                     scaler.step(optimizer)
                     scaler.update()
+                steps += 1
                 total += loss.detach() * len(idx)
-            val_sum = _squared_error_sum(net, val_data, max(self.batch_size, _EVAL_BATCH))
+                seen += len(idx)
+            epoch += 1
+            if val_data is None:
+                # one host sync per epoch
+                train_loss = float((total / max(seen, 1)).item())
+                self.history_.append({"epoch": epoch - 1, "steps": steps, "train_loss": train_loss})
+                continue
+            val_sum = _squared_error_sum(net, val_data, max(cfg.batch_size, _EVAL_BATCH))
             # one host sync per epoch: both losses at once
             train_loss, val_loss = torch.stack(
-                [total / len(train), val_sum / max(val_data.y.numel(), 1)]
+                [total / max(seen, 1), val_sum / max(val_data.y.numel(), 1)]
             ).tolist()
-            self.history_.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+            self.history_.append(
+                {"epoch": epoch - 1, "steps": steps, "train_loss": train_loss, "val_loss": val_loss}
+            )
             if val_loss < best_loss - 1e-9:
-                best_loss, best_state, stale = val_loss, _state(net), 0
+                best_loss, best_steps, stale = val_loss, steps, 0
+                best_state = _state(net)
             else:
                 stale += 1
-                if stale >= self.patience:
+                if stale >= cfg.patience:
                     break
-        net.load_state_dict(best_state)
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        self.steps_ = best_steps if val is not None else steps
         with torch.no_grad():
             # fold the target scale into the head: the exported graph outputs raw log returns
             net.head.weight.mul_(scale)
             net.head.bias.mul_(scale)
         self.net_ = net.to("cpu").eval()
         logger.info(
-            "lstm: %d epochs on %s, %d windows, best val loss %.4f",
+            "lstm: %d epochs, %d steps on %s, %d windows (kept %d steps)%s",
             len(self.history_),
+            steps,
             device,
             len(train),
-            best_loss,
+            self.steps_,
+            "" if val is None else f", best val loss {best_loss:.4f}",
         )
         return self
 

@@ -95,6 +95,10 @@ class WindowedRows:
         """``[window]`` row offsets of a window relative to its last row: ``-(w-1) .. 0``."""
         return np.arange(-self.window + 1, 1, dtype=np.int64)
 
+    def last_rows(self) -> np.ndarray:
+        """``[n, F]``: each window's last row (what a tabular model sees of the sample)."""
+        return self.rows[self.ends]
+
     def gather(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Materialise the windows ``start:stop`` as a ``[m, window, F]`` array."""
         ends = self.ends[start:stop]

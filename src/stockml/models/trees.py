@@ -4,7 +4,7 @@ Both train on the float32-scaled features from ``FeatureSpec.transform``: ONNX c
 float32, and a float64 threshold between two float32 values could send a row down another
 branch than the native model did (see PROBES.md). Early stopping picks the number of trees
 on the validation slice; the exported and native models are truncated to that number, so
-they hold the same trees.
+they hold the same trees, and ``refit`` grows that many trees per horizon on more data.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 
 from stockml.errors import ModelError
+from stockml.model_config import LightGBMConfig, RuntimeConfig, XGBoostConfig
 from stockml.models.base import Kind
 from stockml.models.onnx_utils import stack_horizons
 
@@ -45,19 +46,11 @@ class XGBoostModel:
     kind: Kind = "tabular"
 
     def __init__(
-        self,
-        n_estimators: int = 300,
-        max_depth: int = 4,
-        learning_rate: float = 0.05,
-        subsample: float = 0.8,
-        colsample_bytree: float = 0.8,
-        early_stopping_rounds: int = 30,
-        seed: int = 42,
-        n_jobs: int | None = None,
-        device: str = "auto",
+        self, config: XGBoostConfig | None = None, runtime: RuntimeConfig | None = None
     ) -> None:
-        self.n_estimators = n_estimators
-        self.early_stopping_rounds = early_stopping_rounds
+        self.config = config or XGBoostConfig()
+        self.runtime = runtime or RuntimeConfig()
+        cfg, device = self.config, self.runtime.device
         self.device = ("cuda" if cuda_available() else "cpu") if device == "auto" else device
         if self.device == "cuda" and not xgboost_has_cuda():
             # e.g. the xgboost-cpu wheel: train on the CPU rather than fail the job
@@ -65,21 +58,39 @@ class XGBoostModel:
             self.device = "cpu"
         self.params: dict[str, Any] = {
             "objective": "reg:squarederror",
-            "max_depth": max_depth,
-            "eta": learning_rate,
-            "subsample": subsample,
-            "colsample_bytree": colsample_bytree,
-            "seed": seed,
+            "max_depth": cfg.max_depth,
+            "eta": cfg.learning_rate,
+            "subsample": cfg.subsample,
+            "colsample_bytree": cfg.colsample_bytree,
+            "seed": self.runtime.seed,
             "device": self.device,
             "tree_method": "hist",
         }
-        if n_jobs is not None:
-            self.params["nthread"] = n_jobs
+        if self.runtime.n_threads is not None:
+            self.params["nthread"] = self.runtime.n_threads
         self.boosters_: list[Any] = []
+        # trees per horizon that early stopping chose: what ``refit`` trains
+        self.iterations_: list[int] = []
         self.n_features_: int | None = None
 
     def fit(
         self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
+    ) -> XGBoostModel:
+        """One booster per horizon, early-stopped on ``x_val``."""
+        return self._train(x_train, y_train, (x_val, y_val), None)
+
+    def refit(self, x: np.ndarray, y: np.ndarray) -> XGBoostModel:
+        """Fresh boosters on ``x``/``y`` with the tree counts ``fit`` chose per horizon."""
+        if not self.iterations_:
+            raise ModelError("xgboost: refit needs the iterations chosen by fit")
+        return XGBoostModel(self.config, self.runtime)._train(x, y, None, self.iterations_)
+
+    def _train(
+        self,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        val: tuple[np.ndarray, np.ndarray] | None,
+        rounds: list[int] | None,
     ) -> XGBoostModel:
         import xgboost as xgb
 
@@ -87,23 +98,25 @@ class XGBoostModel:
         self.boosters_ = []
         for h in range(y_train.shape[1]):
             train = xgb.DMatrix(x_train, label=y_train[:, h])
-            val = xgb.DMatrix(x_val, label=y_val[:, h])
-            booster = xgb.train(
-                self.params,
-                train,
-                num_boost_round=self.n_estimators,
-                evals=[(val, "val")],
-                early_stopping_rounds=self.early_stopping_rounds,
-                verbose_eval=False,
-            )
-            # keep only the trees early stopping chose: native and ONNX then agree
-            booster = booster[: booster.best_iteration + 1]
+            if val is None:
+                assert rounds is not None
+                booster = xgb.train(self.params, train, num_boost_round=rounds[h])
+            else:
+                booster = xgb.train(
+                    self.params,
+                    train,
+                    num_boost_round=self.config.n_estimators,
+                    evals=[(xgb.DMatrix(val[0], label=val[1][:, h]), "val")],
+                    early_stopping_rounds=self.config.early_stopping_rounds,
+                    verbose_eval=False,
+                )
+                # keep only the trees early stopping chose: native and ONNX then agree
+                booster = booster[: booster.best_iteration + 1]
             # predictions on CPU after training: serving-side parity and single-row latency
             booster.set_param({"device": "cpu"})
             self.boosters_.append(booster)
-        logger.info(
-            "xgboost trees per horizon: %s", [b.num_boosted_rounds() for b in self.boosters_]
-        )
+        self.iterations_ = [int(b.num_boosted_rounds()) for b in self.boosters_]
+        logger.info("xgboost trees per horizon: %s", self.iterations_)
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -145,78 +158,90 @@ class LightGBMModel:
     kind: Kind = "tabular"
 
     def __init__(
-        self,
-        n_estimators: int = 300,
-        num_leaves: int = 15,
-        learning_rate: float = 0.05,
-        min_data_in_leaf: int = 20,
-        feature_fraction: float = 0.8,
-        bagging_fraction: float = 0.8,
-        early_stopping_rounds: int = 30,
-        seed: int = 42,
-        n_jobs: int | None = None,
-        device: str = "cpu",
+        self, config: LightGBMConfig | None = None, runtime: RuntimeConfig | None = None
     ) -> None:
-        self.n_estimators = n_estimators
-        self.early_stopping_rounds = early_stopping_rounds
-        self.device = ("gpu" if cuda_available() else "cpu") if device == "auto" else device
+        self.config = config or LightGBMConfig()
+        self.runtime = runtime or RuntimeConfig()
+        cfg = self.config
+        self.device = ("gpu" if cuda_available() else "cpu") if cfg.device == "auto" else cfg.device
         self.params: dict[str, Any] = {
             "objective": "regression",
-            "num_leaves": num_leaves,
-            "learning_rate": learning_rate,
-            "min_data_in_leaf": min_data_in_leaf,
-            "feature_fraction": feature_fraction,
-            "bagging_fraction": bagging_fraction,
+            "num_leaves": cfg.num_leaves,
+            "learning_rate": cfg.learning_rate,
+            "min_data_in_leaf": cfg.min_data_in_leaf,
+            "feature_fraction": cfg.feature_fraction,
+            "bagging_fraction": cfg.bagging_fraction,
             "bagging_freq": 1,
-            "seed": seed,
+            "seed": self.runtime.seed,
             "deterministic": True,
             "force_row_wise": True,
             "verbosity": -1,
             "device_type": self.device,
         }
-        if n_jobs is not None:
-            self.params["num_threads"] = n_jobs
+        if self.runtime.n_threads is not None:
+            self.params["num_threads"] = self.runtime.n_threads
         self.boosters_: list[Any] = []
+        # trees per horizon that early stopping chose: what ``refit`` trains
+        self.iterations_: list[int] = []
         self.n_features_: int | None = None
 
-    def _train(
-        self, x_train: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
+    def _booster(
+        self, x: np.ndarray, y: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None, rounds: int
     ) -> Any:
         import lightgbm as lgb
 
-        train = lgb.Dataset(x_train, label=y, free_raw_data=False)
-        val = lgb.Dataset(x_val, label=y_val, reference=train)
-        return lgb.train(
+        train = lgb.Dataset(x, label=y, free_raw_data=False)
+        if val is None:
+            return lgb.train(self.params, train, num_boost_round=rounds)
+        booster = lgb.train(
             self.params,
             train,
-            num_boost_round=self.n_estimators,
-            valid_sets=[val],
-            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+            num_boost_round=rounds,
+            valid_sets=[lgb.Dataset(val[0], label=val[1], reference=train)],
+            callbacks=[lgb.early_stopping(self.config.early_stopping_rounds, verbose=False)],
         )
+        best = booster.best_iteration or booster.num_trees()
+        # keep only the trees early stopping chose: native and ONNX then agree
+        return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
 
     def fit(
         self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
+    ) -> LightGBMModel:
+        """One booster per horizon, early-stopped on ``x_val``."""
+        return self._train(x_train, y_train, (x_val, y_val), None)
+
+    def refit(self, x: np.ndarray, y: np.ndarray) -> LightGBMModel:
+        """Fresh boosters on ``x``/``y`` with the tree counts ``fit`` chose per horizon."""
+        if not self.iterations_:
+            raise ModelError("lightgbm: refit needs the iterations chosen by fit")
+        return LightGBMModel(self.config, self.runtime)._train(x, y, None, self.iterations_)
+
+    def _train(
+        self,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        val: tuple[np.ndarray, np.ndarray] | None,
+        rounds: list[int] | None,
     ) -> LightGBMModel:
         import lightgbm as lgb
 
         self.n_features_ = int(x_train.shape[1])
         self.boosters_ = []
         for h in range(y_train.shape[1]):
+            y_val = None if val is None else (val[0], val[1][:, h])
+            n = self.config.n_estimators if rounds is None else rounds[h]
             try:
-                booster = self._train(x_train, y_train[:, h], x_val, y_val[:, h])
+                booster = self._booster(x_train, y_train[:, h], y_val, n)
             except lgb.basic.LightGBMError as exc:
                 if self.params["device_type"] == "cpu":
                     raise ModelError(f"lightgbm failed: {exc}") from exc
                 # a wheel without GPU support: CPU gives the same model family, just slower
                 logger.warning("lightgbm %s unavailable (%s); using cpu", self.device, exc)
                 self.params["device_type"] = self.device = "cpu"
-                booster = self._train(x_train, y_train[:, h], x_val, y_val[:, h])
-            best = booster.best_iteration or booster.num_trees()
-            # keep only the trees early stopping chose: native and ONNX then agree
-            self.boosters_.append(
-                lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
-            )
-        logger.info("lightgbm trees per horizon: %s", [b.num_trees() for b in self.boosters_])
+                booster = self._booster(x_train, y_train[:, h], y_val, n)
+            self.boosters_.append(booster)
+        self.iterations_ = [int(b.num_trees()) for b in self.boosters_]
+        logger.info("lightgbm trees per horizon: %s", self.iterations_)
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
