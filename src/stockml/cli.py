@@ -45,7 +45,8 @@ _ABORTS = (typer.Abort, getattr(click_errors, "Abort", typer.Abort))
 class _OneLineErrors(TyperGroup):
     """The root command: every error is one ``error: ...`` line (a traceback with --verbose)."""
 
-    def main(
+    # typer's bundled click and older clicks differ in main's keywords: pass them through
+    def main(  # type: ignore[override]
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
@@ -71,7 +72,7 @@ class _OneLineErrors(TyperGroup):
         # without standalone mode click returns the code of a typer.Exit (else the result)
         sys.exit(code if isinstance(code, int) else 0)
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except (*_EXITS, *_ABORTS, click_errors.ClickException):

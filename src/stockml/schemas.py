@@ -288,7 +288,7 @@ def validate_bars(df: pd.DataFrame) -> ValidationResult:
     rejected["reason"] = pd.Series(
         [
             ";".join(r if isinstance(r, str) else r[i] for rows, r in checks if rows[i])
-            for i in np.flatnonzero(bad)
+            for i in map(int, np.flatnonzero(bad))
         ],
         dtype=object,
     )

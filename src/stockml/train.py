@@ -496,8 +496,11 @@ def walk_forward(
 # --------------------------------------------------------------------------- export
 
 
-def onnx_parity(model: Model | EnsembleModel, data: bytes, x: np.ndarray) -> dict[str, Any]:
+def onnx_parity(
+    model: Model | EnsembleModel, data: bytes, x: np.ndarray | WindowedRows
+) -> dict[str, Any]:
     """ONNX Runtime vs the native model on ``x`` (a batch) and on its first row alone."""
+    x = np.asarray(x)
     native = model.predict(x)
     batch = run_onnx(data, x)
     single = run_onnx(data, x[:1])

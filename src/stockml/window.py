@@ -131,7 +131,7 @@ class FeatureWindow:
             close=np.asarray(self.close, dtype=np.float64),
             columns=np.asarray(self.columns, dtype=str),
             values=np.asarray(self.values, dtype=np.float64),
-            **extra,
+            **extra,  # type: ignore[arg-type]
         )
         return buf.getvalue()
 

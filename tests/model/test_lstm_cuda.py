@@ -13,6 +13,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from stockml.model_config import LSTMConfig, RuntimeConfig  # noqa: E402
 from stockml.models import LSTMModel  # noqa: E402
 from stockml.models.onnx_utils import run_onnx  # noqa: E402
 from stockml.models.sequences import WindowedRows  # noqa: E402
@@ -35,13 +36,8 @@ def data() -> tuple[WindowedRows, np.ndarray, WindowedRows, np.ndarray]:
 
 def _model(batch: int = 256, seed: int = 3) -> LSTMModel:
     return LSTMModel(
-        hidden_size=32,
-        num_layers=1,
-        max_epochs=3,
-        patience=5,
-        batch_size=batch,
-        seed=seed,
-        device="cuda",
+        LSTMConfig(hidden_size=32, num_layers=1, max_epochs=3, patience=5, batch_size=batch),
+        RuntimeConfig(seed=seed, device="cuda"),
     )
 
 

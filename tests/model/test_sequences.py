@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from stockml.model_config import LSTMConfig, RuntimeConfig
 from stockml.models import LSTMModel
 from stockml.models.sequences import WindowedRows
 
@@ -55,14 +56,8 @@ def test_indexing_selects_samples_and_shares_the_matrix(blocks: list[np.ndarray]
 
 def _lstm(seed: int = 5) -> LSTMModel:
     return LSTMModel(
-        hidden_size=6,
-        num_layers=1,
-        max_epochs=3,
-        patience=3,
-        batch_size=16,
-        seed=seed,
-        device="cpu",
-        n_threads=1,
+        LSTMConfig(hidden_size=6, num_layers=1, max_epochs=3, patience=3, batch_size=16),
+        RuntimeConfig(seed=seed, device="cpu", n_threads=1),
     )
 
 

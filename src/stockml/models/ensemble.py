@@ -120,9 +120,9 @@ class EnsembleModel:
 
     def fit(
         self,
-        x_train: np.ndarray,
+        x_train: np.ndarray | WindowedRows,
         y_train: np.ndarray,
-        x_val: np.ndarray,
+        x_val: np.ndarray | WindowedRows,
         y_val: np.ndarray,
         on_fit: Callable[[str], None] | None = None,
     ) -> EnsembleModel:
@@ -154,7 +154,7 @@ class EnsembleModel:
         )
         logger.info("ensemble weights (rows %s): %s", list(self.members), self.weights_.round(3))
 
-    def refit(self, x: np.ndarray, y: np.ndarray) -> EnsembleModel:
+    def refit(self, x: np.ndarray | WindowedRows, y: np.ndarray) -> EnsembleModel:
         """Every member refitted on ``x``/``y`` (their chosen iterations); the weights kept."""
         if self.weights_ is None:
             raise ModelError("ensemble: refit needs the weights chosen by fit")
@@ -169,7 +169,7 @@ class EnsembleModel:
         out.fit_seconds_ = seconds
         return out
 
-    def member_predictions(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def member_predictions(self, x: np.ndarray | WindowedRows) -> dict[str, np.ndarray]:
         """Every member's native forecast ``[n, H]`` from the ensemble's input."""
         return {n: m.predict(self.member_input(m, x)) for n, m in self.members.items()}
 
@@ -183,7 +183,7 @@ class EnsembleModel:
         stacked = np.stack([member_predictions[n] for n in self.members], axis=1)
         return np.einsum("nmh,mh->nh", stacked, self.weights_)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray | WindowedRows) -> np.ndarray:
         return self.combine(self.member_predictions(x))
 
     def weights(self) -> dict[str, list[float]]:

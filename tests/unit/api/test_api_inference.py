@@ -167,7 +167,7 @@ def _short_window(bundle: Bundle) -> Bundle:
         ),
         (
             _short_window,
-            r"model lstm cannot run: the manifest wants sequence input 'input' of shape "
+            r"model (lstm|ensemble) cannot run: the manifest wants sequence input 'input' of shape "
             r"\[1, 9, {n}\]; its graph takes 'input' of shape \['batch', 10, {n}\]",
         ),
         (_longer_horizon, r"cannot serve horizon {h1}: a test run gave {h} values"),
