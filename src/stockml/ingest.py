@@ -11,7 +11,11 @@ Per symbol, :func:`ingest`:
    "expected unchanged": a split changes the (split-adjusted) ``close`` of past days and a
    dividend changes their ``adj_close``. When the overlap bar differs from the stored one,
    the store writes nothing for that symbol (so a crash cannot leave a mixed basis), and
-   its whole history is re-fetched and replaced (new files first, then the swap).
+   its whole history is re-fetched and spliced onto the stored one (:func:`splice_refetch`):
+   the provider's rows replace the stored rows of the same days; stored days it did not
+   return (a shorter history) are kept, rescaled by the factors measured on the days both
+   hold, never dropped. All of it is written as one object (readers see the old basis or
+   the new one, never a mix) and recorded under ``<raw>/_adjustments/``.
 
 One symbol's failure does not stop the others; :meth:`IngestReport.raise_for_errors` then
 raises so that scheduled runs fail loudly (Lambda retries, DLQ, alarms).
@@ -36,6 +40,8 @@ import pandas as pd
 from stockml.calendar import last_completed_session, sessions
 from stockml.errors import IngestError, StockmlError
 from stockml.providers.base import Provider
+from stockml.s3 import encode_symbol
+from stockml.schemas import validate_bars
 from stockml.settings import Settings
 from stockml.storage import Store
 
@@ -59,6 +65,7 @@ class SymbolReport:
         quarantined: rows rejected by validation.
         skipped: True when no session closed since the last stored date (no provider call).
         readjusted: True when a split/dividend made the full history be re-fetched.
+        adjustment: what the re-fetch did (:meth:`Splice.record`), when ``readjusted``.
         error: the failure, ``"ErrorType: message"``; None when the symbol succeeded.
     """
 
@@ -68,6 +75,7 @@ class SymbolReport:
     quarantined: int = 0
     skipped: bool = False
     readjusted: bool = False
+    adjustment: dict[str, Any] | None = None
     error: str | None = None
 
 
@@ -222,6 +230,76 @@ def _fetch_missing(
     return bars
 
 
+@dataclass(frozen=True)
+class Splice:
+    """A re-fetched history spliced onto the stored one (see :func:`splice_refetch`).
+
+    Attributes:
+        bars: the rows to write: the provider's, and the stored days it did not return,
+            rescaled.
+        replaced: stored days the provider returned again (its rows replace them).
+        kept: stored days it did not return: kept, rescaled by the factors.
+        price_factor: applied to the kept rows' open, high, low and close (volume is divided
+            by it: a 2:1 split halves prices and doubles share counts).
+        adj_factor: applied to the kept rows' adj_close.
+        anchor_days: days both histories hold, from which the factors come (0: none, so the
+            kept rows could not be rescaled and keep their stored values).
+    """
+
+    bars: pd.DataFrame
+    replaced: int
+    kept: int
+    price_factor: float
+    adj_factor: float
+    anchor_days: int
+
+    def record(self) -> dict[str, Any]:
+        """A JSON-ready summary (the report's ``adjustment``, the stored record)."""
+        return {
+            "replaced": self.replaced,
+            "kept": self.kept,
+            "price_factor": self.price_factor,
+            "adj_factor": self.adj_factor,
+            "anchor_days": self.anchor_days,
+        }
+
+
+def splice_refetch(stored: pd.DataFrame, fetched: pd.DataFrame) -> Splice:
+    """Splice a symbol's re-fetched history (after a split or dividend) onto its stored one.
+
+    The overlap day changed because the provider re-adjusted the past for an event after
+    every stored day, so one factor applies to all stored days. The provider's rows replace
+    the stored rows of the same days; stored days it did not return (a provider with a window
+    limit, a CSV export of recent rows) are kept and rescaled by the median day-by-day ratio
+    on the days both hold (``close`` for the prices, ``adj_close`` for the adjusted close), so
+    the series stays continuous. A correction of single days leaves the median at 1.
+
+    Args:
+        stored: the symbol's stored bars (bar schema).
+        fetched: the provider's valid bars of the same symbol.
+    """
+    days = pd.Index(fetched["date"])
+    common = stored.merge(fetched, on="date", suffixes=("_old", "_new"))
+    price = adj = 1.0
+    if len(common):
+        price = float((common["close_new"] / common["close_old"]).median())
+        adj = float((common["adj_close_new"] / common["adj_close_old"]).median())
+    kept = stored[~stored["date"].isin(days)].copy()
+    if len(kept) and (price != 1.0 or adj != 1.0):
+        kept[["open", "high", "low", "close"]] *= price
+        kept["adj_close"] *= adj
+        kept["volume"] /= price
+    bars = pd.concat([kept, fetched], ignore_index=True).sort_values("date")
+    return Splice(
+        bars=bars.reset_index(drop=True),
+        replaced=int(stored["date"].isin(days).sum()),
+        kept=len(kept),
+        price_factor=price,
+        adj_factor=adj,
+        anchor_days=len(common),
+    )
+
+
 def _readjust(
     store: Store,
     provider: Provider,
@@ -230,7 +308,7 @@ def _readjust(
     end: pd.Timestamp,
     last: pd.Timestamp,
 ) -> None:
-    """Re-fetch and replace a symbol's whole history after its adjustment basis changed."""
+    """Re-fetch a symbol whose adjustment basis changed; splice it on, never dropping rows."""
     logger.warning(
         "%s: the provider's bar of %s differs from the stored one (split/dividend): "
         "re-fetching the whole history",
@@ -238,15 +316,35 @@ def _readjust(
         last.date(),
     )
     try:
-        full = provider.fetch_bars(report.symbol, start.date(), end.date())
-        replaced = store.replace_bars(report.symbol, full)
+        fetched = provider.fetch_bars(report.symbol, start.date(), end.date())
+        checked = validate_bars(fetched)
+        if len(checked.rejected):
+            store.write_quarantine(checked.rejected, stage=store.raw_prefix)
+        splice = splice_refetch(store.read_bars([report.symbol]), checked.valid)
+        # one object: readers see the old basis or the new one, never a mix of the two
+        upserted = store.upsert_bars(splice.bars, atomic=True)
+        store.compact(store.raw_prefix, [report.symbol])
+        record = {"symbol": report.symbol, "overlap_day": f"{last:%Y-%m-%d}", **splice.record()}
+        store.put_bytes(
+            f"{store.raw_prefix}/_adjustments/symbol={encode_symbol(report.symbol)}/"
+            f"{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S%f}.json",
+            json.dumps(record).encode(),
+        )
     except StockmlError as exc:
         report.error = f"{type(exc).__name__}: {exc}"
         return
-    report.fetched += len(full)
-    report.written = replaced.rows_valid
-    report.quarantined = replaced.rows_quarantined
+    if splice.kept and not splice.anchor_days:
+        logger.warning(
+            "%s: %d stored day(s) the re-fetch lacks are kept as stored: no common day to "
+            "rescale them by",
+            report.symbol,
+            splice.kept,
+        )
+    report.fetched += len(fetched)
+    report.written = upserted.rows_new + upserted.rows_changed
+    report.quarantined += len(checked.rejected)
     report.readjusted = True
+    report.adjustment = splice.record()
 
 
 # ---------------------------------------------------------------------- entry points
