@@ -39,6 +39,7 @@ import pandas as pd
 
 from stockml.calendar import last_completed_session, sessions
 from stockml.errors import IngestError, StockmlError
+from stockml.idempotency import DEFAULT_LEASE_S, AlreadyRunningError, Once, run_once
 from stockml.providers.base import Provider
 from stockml.s3 import encode_symbol
 from stockml.schemas import validate_bars
@@ -365,12 +366,13 @@ def ingest_symbols(
     provider: Provider | None = None,
     now: pd.Timestamp | None = None,
     progress: Callable[[str], None] | None = None,
+    store: Store | None = None,
 ) -> IngestReport:
     """Ingest ``symbols`` (default: the configured universe) with the configured store/providers."""
     from stockml.providers import build_providers
 
     return ingest(
-        Store.from_settings(settings.store),
+        store or Store.from_settings(settings.store),
         provider or build_providers(settings),
         symbols or settings.ingest.symbols,
         start or settings.ingest.start,
@@ -413,24 +415,62 @@ def enqueue_universe(settings: Settings, sqs: Any | None = None) -> dict[str, An
 
 
 def ingest_sqs_records(
-    records: Sequence[dict[str, Any]], settings: Settings, now: pd.Timestamp | None = None
+    records: Sequence[dict[str, Any]],
+    settings: Settings,
+    now: pd.Timestamp | None = None,
+    lease_s: float = DEFAULT_LEASE_S,
 ) -> dict[str, Any]:
-    """The batch worker: ingest the symbols of each SQS message.
+    """The batch worker: ingest the symbols of each SQS message, once per message.
+
+    Args:
+        records: the SQS event's ``Records``.
+        settings: store and providers.
+        now: the current time (default: now).
+        lease_s: how long this invocation may still run (Lambda: its remaining time).
 
     Returns:
         The SQS partial-batch answer ``{"batchItemFailures": [{"itemIdentifier": id}, ...]}``:
-        a message with any failed symbol is returned to the queue (retried, then sent to
-        the DLQ); the others are deleted.
+        a message with any failed symbol, or one that another delivery is processing right
+        now, is returned to the queue (retried, then sent to the DLQ); the others are deleted.
     """
+    store = Store.from_settings(settings.store)
     failures: list[dict[str, str]] = []
     for record in records:
         try:
-            body = json.loads(record["body"])
-            report = ingest_symbols(
-                settings, symbols=body["symbols"], start=body.get("start"), now=now
-            )
-            report.raise_for_errors()
+            ingest_sqs_message(record, settings, store, now=now, lease_s=lease_s)
+        except AlreadyRunningError as exc:
+            logger.warning("SQS message %s: %s", record.get("messageId"), exc)
+            failures.append({"itemIdentifier": record["messageId"]})
         except (StockmlError, KeyError, ValueError) as exc:
             logger.error("SQS message %s failed: %s", record.get("messageId"), exc)
             failures.append({"itemIdentifier": record["messageId"]})
     return {"batchItemFailures": failures}
+
+
+def ingest_sqs_message(
+    record: dict[str, Any],
+    settings: Settings,
+    store: Store,
+    now: pd.Timestamp | None = None,
+    lease_s: float = DEFAULT_LEASE_S,
+) -> Once:
+    """Ingest one SQS message's batch unless a delivery of the same message did or does.
+
+    Idempotent per message id (:func:`stockml.idempotency.run_once`): a redelivery while the
+    first delivery runs raises :class:`AlreadyRunningError`; one after it finished returns
+    that delivery's totals (``ran`` False) without fetching or writing anything.
+
+    Raises:
+        AlreadyRunningError: another delivery is processing it.
+        IngestError: a symbol failed (the marker says failed: the next delivery runs it).
+        KeyError, ValueError: the body is not ``{"symbols": [...]}`` JSON.
+    """
+    body = json.loads(record["body"])
+    symbols, start = body["symbols"], body.get("start")
+
+    def work() -> dict[str, int]:
+        report = ingest_symbols(settings, symbols=symbols, start=start, now=now, store=store)
+        report.raise_for_errors()
+        return report.totals()
+
+    return run_once(store, record["messageId"], work, lease_s=lease_s)

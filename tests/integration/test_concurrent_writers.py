@@ -165,3 +165,43 @@ def test_writer_processes_interleaving_daily_runs_and_compactions_keep_every_row
         frame.loc[fixed, "low"] = frame.loc[fixed, ["low", "close"]].min(axis=1)
     _assert_exactly(store_settings, full)
 
+
+def test_an_sqs_message_delivered_twice_at_once_and_again_later_is_ingested_once(
+    tmp_path: Path, store_settings: StoreSettings, moto_server: LocalServer
+) -> None:
+    # GIVEN 10 symbols stored up to a day, CSV files holding 5 more sessions, and the ingest
+    # Lambda's SQS message for them
+    full = _universe(10, "2024-06-07")
+    days = [f"{d:%Y-%m-%d}" for d in full["S00"]["date"]]
+    symbols = sorted(full)
+    folder = tmp_path / "csv"
+    _write_csv(folder, full)
+    _run_writers(store_settings, [[_ingest(folder, symbols, days[-6])]])
+    record = {
+        "messageId": "4d3f2b1a-0000-4000-8000-000000000001",
+        "body": json.dumps({"symbols": symbols, "start": START}),
+    }
+    sqs = {"sqs": {"csv_path": str(folder), "records": [record], "day": days[-1]}}
+
+    # WHEN two deliveries of it run at once (two Lambda processes)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    answers = [r[0]["sqs"] for r in _run_writers(store_settings, [[sqs], [sqs]], logs=logs)]
+
+    # THEN the batch was ingested once: one delivery did it, the other one either was refused
+    # (the first one held the message: it goes back to the queue) or found it done
+    runs = [p.read_text().count("stockml.ingest ingest up to") for p in sorted(logs.iterdir())]
+    assert sorted(runs) == [0, 1], runs
+    refused = [a for a in answers if a["batchItemFailures"]]
+    assert all(a["batchItemFailures"] == [{"itemIdentifier": record["messageId"]}] for a in refused)
+    assert len(refused) <= 1
+    _assert_exactly(store_settings, full)
+
+    # WHEN SQS delivers it once more, after both ended
+    keys = Store.from_settings(store_settings).list_keys("raw/")
+    again = _run_writers(store_settings, [[sqs]], logs=logs)[0][0]["sqs"]
+
+    # THEN it is acknowledged without fetching or writing anything
+    assert again == {"batchItemFailures": []}
+    assert Store.from_settings(store_settings).list_keys("raw/") == keys
+    _assert_exactly(store_settings, full)
