@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from stockml.ingest import ingest_symbols
 from stockml.local import LocalServer
-from stockml.settings import StoreSettings
+from stockml.settings import Settings, StoreSettings
 from stockml.storage import Store
 from utils.bars import make_bars
 
@@ -55,11 +55,10 @@ def _run_writers(
     timeout_s: float = 240,
     logs: Path | None = None,
 ) -> list[list[dict[str, object]]]:
-    """Start one process per job; they begin their steps together. Returns their reports.
+    """Start one process per job; once all are ready they begin together. Their reports.
 
     With ``logs``, process ``i`` logs (INFO) to ``logs/writer-<i>.log``.
     """
-    go = time.time() + 6.0  # every process has imported pandas & co. by then
     procs = [
         subprocess.Popen(
             [
@@ -69,24 +68,45 @@ def _run_writers(
                     {
                         "endpoint": store_settings.endpoint_url,
                         "bucket": store_settings.bucket,
-                        "go": go,
                         "steps": steps,
                         "log": None if logs is None else str(logs / f"writer-{i}.log"),
                     }
                 ),
             ],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for i, steps in enumerate(jobs)
     ]
+    for proc in procs:  # each has imported pandas & co.
+        assert proc.stdout is not None
+        if proc.stdout.readline().strip() != "ready":
+            raise AssertionError(proc.communicate(timeout=timeout_s)[1][-3000:])
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     reports = []
     for proc in procs:
         out, err = proc.communicate(timeout=timeout_s)
         assert proc.returncode == 0, err[-3000:]
         reports.append([json.loads(line) for line in out.splitlines() if line.startswith("{")])
     return reports
+
+
+def _ingest_now(
+    store_settings: StoreSettings, folder: Path, symbols: list[str], day: str
+) -> dict[str, int]:
+    """One ``stockml ingest`` run as of the evening of ``day``, in this process."""
+    settings = Settings(store=store_settings)
+    settings.ingest.providers = ["csv"]
+    settings.ingest.csv_path = str(folder)
+    evening = (pd.Timestamp(day) + pd.Timedelta(hours=23)).tz_localize("UTC")
+    report = ingest_symbols(settings, symbols=symbols, start=START, now=evening)
+    assert not report.failed, report.failed
+    return report.totals()
 
 
 def _ingest(folder: Path, symbols: list[str], day: str) -> dict[str, object]:
@@ -118,7 +138,7 @@ def test_ingest_processes_started_together_store_each_new_day_once(
     symbols = sorted(full)
     folder = tmp_path / "csv"
     _write_csv(folder, full)
-    _run_writers(store_settings, [[_ingest(folder, symbols, f"{stored_to:%Y-%m-%d}")]])
+    _ingest_now(store_settings, folder, symbols, f"{stored_to:%Y-%m-%d}")
 
     # WHEN three ingest processes start together with the same 5 new days
     reports = _run_writers(
@@ -129,8 +149,7 @@ def test_ingest_processes_started_together_store_each_new_day_once(
     assert all(r[0]["ingest"]["failed"] == 0 for r in reports)
     _assert_exactly(store_settings, full)
     # AND a re-run finds nothing to fetch and changes nothing
-    again = _run_writers(store_settings, [[_ingest(folder, symbols, f"{new_to:%Y-%m-%d}")]])
-    assert again[0][0]["ingest"]["written"] == 0
+    assert _ingest_now(store_settings, folder, symbols, f"{new_to:%Y-%m-%d}")["written"] == 0
     _assert_exactly(store_settings, full)
 
 
@@ -143,7 +162,7 @@ def test_writer_processes_interleaving_daily_runs_and_compactions_keep_every_row
     symbols = sorted(full)
     folder = tmp_path / "csv"
     _write_csv(folder, full)
-    _run_writers(store_settings, [[_ingest(folder, symbols, days[-11])]])
+    _ingest_now(store_settings, folder, symbols, days[-11])
 
     # WHEN three processes each run the 10 daily ingestions (the 9th folds the deltas), while
     # a fourth keeps correcting an old day (a base rewrite) and compacting the partitions
@@ -176,7 +195,7 @@ def test_an_sqs_message_delivered_twice_at_once_and_again_later_is_ingested_once
     symbols = sorted(full)
     folder = tmp_path / "csv"
     _write_csv(folder, full)
-    _run_writers(store_settings, [[_ingest(folder, symbols, days[-6])]])
+    _ingest_now(store_settings, folder, symbols, days[-6])
     record = {
         "messageId": "4d3f2b1a-0000-4000-8000-000000000001",
         "body": json.dumps({"symbols": symbols, "start": START}),

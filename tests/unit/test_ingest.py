@@ -236,17 +236,17 @@ def test_a_shorter_re_fetch_keeps_the_older_rows_rescaled(store: Store) -> None:
 
     # THEN no stored day is lost: the 6 days the vendor sent again are its rows, the 99 older
     # ones are kept and rescaled by the split, and the new day is added
+    stored = store.read_bars(["NVDA"])
+    assert len(stored) == 106 and not stored.duplicated(["date"]).any()
+    cols = ["date", "open", "high", "low", "close", "adj_close", "volume"]
+    pd.testing.assert_frame_equal(stored[cols], after[cols], check_dtype=False)
+    assert stored["close"].pct_change().dropna().abs().max() < 0.05  # continuous
+    # AND the run reports it, and the adjustment is recorded in the store
     symbol = report.symbols[0]
     assert symbol.error is None and symbol.readjusted
     assert symbol.adjustment is not None
     assert (symbol.adjustment["kept"], symbol.adjustment["replaced"]) == (99, 6)
     assert symbol.adjustment["price_factor"] == pytest.approx(0.1)
-    stored = store.read_bars(["NVDA"])
-    assert len(stored) == 106 and not stored.duplicated(["date"]).any()
-    cols = ["date", "open", "high", "low", "close", "adj_close", "volume"]
-    pd.testing.assert_frame_equal(stored[cols], after[cols], check_dtype=False)
-    # AND the series stays continuous, and the adjustment is recorded in the store
-    assert stored["close"].pct_change().dropna().abs().max() < 0.05
     records = store.list_keys("raw/_adjustments/symbol=NVDA/")
     assert len(records) == 1
     assert json.loads(store.get_bytes(records[0]))["kept"] == 99

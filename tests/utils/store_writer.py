@@ -2,9 +2,9 @@
 
     python tests/utils/store_writer.py '<json job>'
 
-The job: ``endpoint``, ``bucket``, ``go`` (a ``time.time()`` instant: every writer of a test
-imports everything first, then waits for that instant so that they really start together),
-then ``steps``, run in order, each one of:
+The job: ``endpoint``, ``bucket`` and ``steps``. Once everything is imported the writer prints
+``ready`` and waits for a line on stdin, so that a test's writers really start together; then
+it runs the steps in order, each one of:
 
 - ``{"ingest": {"csv_path": DIR, "symbols": [...], "start": "YYYY-MM-DD", "day": "YYYY-MM-DD"}}``
   : ``stockml ingest`` as of the evening of ``day`` (what the CLI and the Lambda call);
@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 
 import pandas as pd
 
@@ -39,9 +38,8 @@ def main() -> int:
         )
     store_settings = StoreSettings(bucket=job["bucket"], endpoint_url=job["endpoint"])
     store = Store.from_settings(store_settings)
-    delay = job["go"] - time.time()
-    if delay > 0:
-        time.sleep(delay)
+    print("ready", flush=True)
+    sys.stdin.readline()
     for step in job["steps"]:
         ((kind, args),) = step.items()
         settings = Settings(store=store_settings)
