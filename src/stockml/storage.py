@@ -30,11 +30,13 @@ content (small, few, and cached by key: a key is never rewritten).
   delta object and no base is read.
 * Merging (anything else: a changed or older row, other keys, a partition with
   ``MAX_DELTAS`` live deltas, i.e. compaction, or one holding copies of a day): the upsert
-  reads the partition's live files, merges the new rows (the new row wins per key) and PUTs
-  the result as a NEW base. Its horizon is the newest version it read.
+  reads the partition's live files as a second listing shows them, merges the new rows (the
+  new row wins per key) and PUTs the result as a NEW base. Its horizon is the newest version
+  in the first listing.
 * ``atomic=True`` puts every new or changed row of every partition into ONE shared object
   (readers see all of it or none: a symbol's re-adjusted history across years);
-  :meth:`Store.compact` then merges the partitions.
+  :meth:`Store.compact` then merges the partitions. (A merge of one of those partitions
+  racing it can hide that part for a moment; the writer's check then writes it again.)
 
 Every stored row carries its **row version** (column ``_version``, dropped by readers): the
 version of the write that gave it its values, kept through merges.
@@ -53,24 +55,31 @@ merges racing, a writer killed at any point). How:
    each other (a "fork": two live bases), leave copies that readers fold by row version.
    A merge folds them the same way, so no row is duplicated, and a merge's own changes keep
    their (newer) row versions, so two forks' changes both survive.
-2. Hiding without reading is the only way to lose a row: a merge M lists, then another
-   writer PUTs file w with a version older than M's horizon, and M's base hides w although
-   it does not hold its rows. For that, M must have read a file g newer than w that was
-   listed before w was PUT. g (or, once merged and deleted, the newer base holding it) is
-   still listed after w's PUT: S3 LISTs are strongly consistent. So after its PUTs a writer
-   LISTs its partitions again and, when any other file there is newer than its own
-   (:func:`conflicts`), writes again from a fresh listing: a new base merged with its
-   earlier file, hidden or not. Its upsert returns only once such a check finds nothing
-   newer; without a concurrent writer nothing is, as versions are chosen newer than all the
-   writer listed. A writer killed before that check made a write that did not complete: the
-   caller's retry (SQS redelivery, a re-run) writes it again.
+2. Hiding without reading is the only way to lose a row: a merge M's base hides a file w
+   (version at most M's horizon) that M did not read. M's horizon is the version of a file
+   g in its first listing, and M reads what its second listing shows, every LIST of which
+   comes after every LIST of the first: a listing is several LISTs (``_delta/``, the year
+   folders), made at different times, so one listing alone could hold g, PUT late, and miss
+   an older w, PUT early. With two, a w that M misses was PUT after g was visible. g (or,
+   once merged and deleted, the newer base holding it) is still listed then: S3 LISTs are
+   strongly consistent. So after its PUTs a writer LISTs its partitions again (``_delta/``
+   first: what hides a vanished delta is a base in a year folder, listed after) and, when
+   any other file there is newer than its own (:func:`conflicts`), writes again from a
+   fresh listing: a new base merged with its earlier file, hidden or not. Its upsert
+   returns only once such a check finds nothing newer; without a concurrent writer nothing
+   is, as versions are chosen newer than all the writer listed. A writer killed before that
+   check made a write that did not complete: the caller's retry (SQS redelivery, a re-run)
+   writes it again.
 3. The first check also flags a partition where copies of a day now overlap the writer's
    rows; the next round merges them into one base, so a run that appended days another
    run had just stored leaves one base, not copies waiting for the next write.
 4. Deletes. Only after its check passes does a writer delete, in its partitions, the files
-   a LISTed base hides (a shared object once every (symbol, year) it holds is hidden): such
-   a base holds their rows, or its check failed and its writer writes them again. A reader
-   or merge whose GET finds a file gone (a concurrent merge deleted it) lists again.
+   hidden by a *safe* base: one that no file of its partition is newer than in the LIST (a
+   shared object once every (symbol, year) it holds is hidden so). Such a base passes its
+   writer's check as of that LIST, so no merge can hide it without reading it, and it
+   holds the hidden files' rows (a base whose writer died before its check is never
+   trusted until a newer merge supersedes it). A reader or merge whose GET finds a file
+   gone (a concurrent merge deleted it) lists again.
 
 Contention costs rounds, not rows: each round is a LIST, GETs and PUTs of the conflicting
 partitions, after a random pause (up to ``_ATTEMPTS`` rounds, then :class:`StoreError`: the
@@ -300,6 +309,16 @@ def conflicts(written: Mapping[Slot, PartFile], after: Mapping[Slot, _Partition]
     return out
 
 
+def _hidden_by_safe_base(f: PartFile, state: _Partition) -> bool:
+    """Whether a base of the partition hides ``f`` and no file of it is newer than that base.
+
+    Such a base passed its writer's check (:func:`conflicts`) as of this listing, so no merge
+    can hide it without reading it: deleting what it hides loses nothing.
+    """
+    newest = max(p.version for p in state.files)
+    return any(b.version == newest and hides(b, f) for b in state.files if not b.delta)
+
+
 def fold(frame: pd.DataFrame, key: Sequence[str]) -> pd.DataFrame:
     """One row per key: of several copies, the one written by the newest version."""
     if not frame.duplicated(subset=list(key)).any():
@@ -501,6 +520,37 @@ def _rows_after(current: _Partition, rows: pd.DataFrame, key: Sequence[str]) -> 
             return None
         return rows[days > last]
     return rows
+
+
+def _decide(
+    slot: Slot,
+    current: _Partition | None,
+    rows: pd.DataFrame,
+    key: Sequence[str],
+    atomic: bool,
+    force: bool,
+) -> _Merged | None:
+    """What one partition's write is, from the object names alone; None: merge (read it).
+
+    A new partition is written whole; rows that only add days after the partition's last
+    one (its last row unchanged) are appended as a delta, until ``MAX_DELTAS``; anything
+    else needs the partition's rows.
+    """
+    symbol, year = slot
+    if force:
+        return None
+    if current is None or not current.live:
+        return _Merged(symbol, year, rows, len(rows), 0, False, delta=atomic) if len(rows) else None
+    if list(key) != ["symbol", "date"] or "date" not in rows.columns or rows.empty:
+        return None
+    after = _rows_after(current, rows, key)
+    if after is not None and (atomic or current.deltas < MAX_DELTAS):
+        # no GET: only days after the partition's last one, whose stored row the object
+        # name proves unchanged
+        return _Merged(
+            symbol, year, after if len(after) else None, len(after), 0, False, delta=True
+        )
+    return None
 
 
 def _readable(state: dict[Slot, _Partition]) -> dict[Slot, _Partition]:
@@ -1195,23 +1245,40 @@ class Store:
         mine: dict[Slot, PartFile] = {}  # our file in each conflicted partition
         for attempt in range(_ATTEMPTS):
             again = attempt > 0 and bool(mine)
+            # after a conflict: a new base, merged with our previous file even if a merge hid
+            # it (our rows may be nowhere else)
+            atomic_now, force_now = atomic and not again, force or again
             try:
                 existing = self._listing_for(prefix, pending, parts if attempt == 0 else None)
                 state = partitions(existing)
-                merged = self._map(
+                decided = {
+                    slot: _decide(slot, state.get(slot), rows, key, atomic_now, force_now)
+                    for slot, rows in pending.items()
+                }
+                to_read = sorted(slot for slot, d in decided.items() if d is None)
+                # a merge hides files up to the newest version in THIS listing, but reads the
+                # partitions as a second listing, all of whose LISTs come after every file of
+                # the first: a file it misses and hides was PUT after one of those, and its
+                # writer's check sees it (see the module docstring)
+                reread = (
+                    partitions(self._listing_for(prefix, {s: pending[s] for s in to_read}, None))
+                    if to_read
+                    else {}
+                )
+                merged = [d for d in decided.values() if d is not None] + self._map(
                     partial(
                         self._merge,
-                        state=state,
+                        state=reread,
+                        horizons={s: state[s].horizon for s in to_read if s in state},
                         key=key,
                         frozen=frozen,
-                        atomic=atomic and not again,
-                        # after a conflict: a new base, merged with our previous file even
-                        # if a merge hid it (our rows may be nowhere else)
-                        force=force or again,
+                        atomic=atomic_now,
+                        force=force_now,
                         extras=mine,
                     ),
-                    list(pending.items()),
+                    [(slot, pending[slot]) for slot in to_read],
                 )
+                state = {**state, **reread}
             except ObjectGoneError:  # a concurrent merge deleted a file we listed: list again
                 _pause(attempt)
                 continue
@@ -1254,21 +1321,23 @@ class Store:
         )
 
     def _check_listing(self, prefix: str, slots: Iterable[Slot]) -> dict[Slot, _Partition]:
-        """The files of ``slots`` right after our PUTs: one round of LISTs, made in parallel.
+        """The files of ``slots`` right after our PUTs, listed in the order the check needs.
 
-        The shorter the time from our PUT to these LISTs, the fewer files that concurrent
-        writers PUT after ours (harmless, but newer) make :func:`conflicts` flag a partition.
+        ``_delta/`` first (and the shared objects' GETs), the year folders after: a file that
+        vanishes in between was hidden by a base PUT before it vanished, so the year folders'
+        LIST, made later, shows that base (a base's successors sort after it in its folder).
+        The LISTs follow our PUT closely: the fewer files concurrent writers PUT after ours
+        (harmless, but newer), the fewer partitions :func:`conflicts` flags.
         """
         symbols = {symbol for symbol, _ in slots}
         years = sorted({year for _, year in slots})
-        folders = [f"{prefix}/{_SHARED_DIR}/", *(f"{prefix}/year={y}/" for y in years)]
-        shared_keys, *year_keys = self._map(self.list_keys, folders)
         shared = [
             p
-            for parts in self._map(self._shared_parts, shared_keys)
+            for parts in self._map(self._shared_parts, self.list_keys(f"{prefix}/{_SHARED_DIR}/"))
             for p in parts
             if p.symbol in symbols
         ]
+        year_keys = self._map(self.list_keys, [f"{prefix}/year={y}/" for y in years])
         listed = self._parse_keys(prefix, (k for keys in year_keys for k in keys), symbols)
         return partitions(shared + listed)
 
@@ -1298,39 +1367,39 @@ class Store:
         self,
         item: tuple[Slot, pd.DataFrame],
         state: Mapping[Slot, _Partition],
+        horizons: Mapping[Slot, str],
         key: list[str],
         frozen: set[tuple[object, ...]],
         atomic: bool,
         force: bool,
         extras: Mapping[Slot, PartFile],
     ) -> _Merged:
-        """What to write for one partition given its new rows (``frame`` None = nothing).
+        """Merge one partition's live files (``state``) with its new rows (see :func:`_decide`).
 
+        The new base hides the files up to ``horizons[slot]`` (from the first listing).
         ``force``: write a new base even when nothing changes; ``extras``: a file per
         partition to merge in even if a base hides it (our own earlier write, after a conflict).
         """
         (symbol, year), rows = item
         current = state.get((symbol, year)) or _Partition(live=(), files=())
+        horizon = horizons.get((symbol, year), _NO_HORIZON)
         extra = extras.get((symbol, year))
-        if extra is not None and extra not in current.live:
-            try:
-                self._read_part(extra)
-                current = _Partition(live=(*current.live, extra), files=current.files)
-            except ObjectGoneError:  # deleted: a base that holds it hid it
-                pass
+        if extra is not None:
+            horizon = max(horizon, extra.version)
+            if extra not in current.live:
+                try:
+                    self._read_part(extra)
+                    current = _Partition(live=(*current.live, extra), files=current.files)
+                except ObjectGoneError:  # deleted: a base that holds it hid it
+                    pass
         if not current.live:
             if rows.empty:
                 return _Merged(symbol, year, None, 0, 0, False)
             return _Merged(symbol, year, rows, len(rows), 0, False, delta=atomic)
-        appendable = key == ["symbol", "date"] and "date" in rows.columns and not force
-        after = _rows_after(current, rows, key) if appendable and not rows.empty else None
-        if after is not None and (atomic or current.deltas < MAX_DELTAS):
-            # no GET: only days after the partition's last one, whose stored row the object
-            # name proves unchanged
-            frame = after if len(after) else None
-            return _Merged(symbol, year, frame, len(after), 0, False, delta=True)
+        after = None
+        if key == ["symbol", "date"] and "date" in rows.columns and not force and len(rows):
+            after = _rows_after(current, rows, key)
         old = self._read_partition(current)
-        horizon = current.horizon
         # a merge of overlapping files writes them as one even when the rows add nothing
         rewrite = (force or current.overlapping) and not atomic
         if rows.empty:
@@ -1425,11 +1494,12 @@ class Store:
     def _collect(
         self, prefix: str, done: Mapping[Slot, PartFile], after: Mapping[Slot, _Partition]
     ) -> None:
-        """Delete the files that a base hides in the partitions of a complete write.
+        """Delete the files that a safe base hides, in the partitions of a complete write.
 
-        A file is deleted only when a LIST shows a base that hides it: that base holds its
-        rows, or its writer's check failed and that writer writes them again (see the module
-        docstring). A shared delta object goes once every (symbol, year) it holds is hidden.
+        A base is safe once a LIST after its PUT shows no newer file in its partition (ours
+        passed that check): no merge can then hide it without reading it, so the rows of the
+        files it hides stay readable through it. A shared delta object goes once every
+        (symbol, year) it holds is hidden by a safe base.
         """
         stale: list[str] = []
         shared: set[str] = set()
@@ -1437,9 +1507,8 @@ class Store:
             state = after.get(slot)
             if state is None:
                 continue
-            bases = [b for b in state.files if not b.delta]
             for f in state.files:
-                if any(hides(b, f) for b in bases):
+                if _hidden_by_safe_base(f, state):
                     if f.shared:
                         shared.add(f.key)
                     else:
@@ -1449,7 +1518,8 @@ class Store:
     def _dead_shared(
         self, prefix: str, keys: Iterable[str], known: Mapping[Slot, _Partition]
     ) -> list[str]:
-        """The shared delta objects among ``keys`` whose every (symbol, year) part is hidden.
+        """The shared delta objects among ``keys`` whose every (symbol, year) part a safe base
+        hides.
 
         Parts of partitions ``known`` does not cover (another batch's symbols, older years)
         are checked with one more listing of those symbols, only for objects whose other parts
@@ -1458,7 +1528,7 @@ class Store:
 
         def hidden(p: PartFile, state: Mapping[Slot, _Partition]) -> bool:
             slot = (p.symbol, p.year)
-            return slot in state and any(hides(b, p) for b in state[slot].files)
+            return slot in state and _hidden_by_safe_base(p, state[slot])
 
         held = {key: self._shared_parts(key) for key in keys}
         candidates = {

@@ -11,7 +11,8 @@ returned) and which were killed, it says which rows must exist and with which va
 requests, a fresh reader checks the table: every row once, nothing a finished writer wrote
 missing, a killed writer's atomic write seen whole or not at all.
 
-``STOCKML_INTERLEAVINGS=500`` explores more orders than the default.
+``STOCKML_INTERLEAVINGS=500`` explores more orders than the default; ``STOCKML_SHOW_STEPS=1``
+prints each order's requests (run one seed with ``-s``).
 """
 
 from __future__ import annotations
@@ -183,7 +184,12 @@ def test_concurrent_writers_in_any_order_lose_and_duplicate_nothing(
 
     scheduler = Scheduler(seed=seed, crash_probability=0.05, between=between)
     stores = {name: gated(store(), scheduler, name) for name in writers}
-    scheduler.run(writers, stores, outcomes)
+    try:
+        scheduler.run(writers, stores, outcomes)
+    finally:
+        if os.environ.get("STOCKML_SHOW_STEPS"):
+            print("\n".join(f"{a:14} {b}" for a, b in scheduler.steps))
+            print({k: (o.started, o.ended, o.crashed) for k, o in outcomes.items()})
 
     # THEN no writer failed, and a fresh reader sees exactly the rows the oracle allows
     errors = {k: o.error for k, o in outcomes.items() if o.error is not None}
@@ -246,4 +252,50 @@ def test_a_writer_that_conflicts_writes_its_rows_again_before_a_merge_can_hide_t
     # again (a round that found them "present" only in its own hidden delta would lose them)
     assert all(o.error is None and not o.crashed for o in outcomes.values()), outcomes
     assert outcomes["append"].result.attempts >= 2
+    Oracle(hist, n).check(store().read_bars(), outcomes, final=True)
+
+
+def test_a_merge_whose_listings_straddle_a_committed_write_does_not_hide_it(
+    template: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage, "MAX_DELTAS", 2)
+    monkeypatch.setattr(storage, "_RETRY_PAUSE_S", 0.0)
+    prefix = "raw-straddle"
+
+    def store() -> Store:
+        return fresh(template, prefix)
+
+    # GIVEN a base and one delta
+    hist = _history()
+    n = 21
+    setup = store()
+    setup.upsert_bars(pd.concat(h.iloc[:20] for h in hist.values()))
+    setup.upsert_bars(
+        pd.concat(h.iloc[19:21] for h in hist.values()),
+        expect_unchanged={(s, hist[s]["date"].iloc[19]) for s in SYMBOLS},
+    )
+    everyone = _writers(hist, n)
+    writers = {k: everyone[k] for k in ("compact", "correct", "append")}
+
+    # WHEN the compaction lists the shared deltas; the correction lists everything; the
+    # append writes its delta and completes; the correction writes a base newer than that
+    # delta (not holding it: it listed before it) and completes; and only then does the
+    # compaction list the year folders: what it listed holds that newer base but not the
+    # older delta, which a merge reading only what it listed would hide without its rows
+    outcomes: dict[str, Outcome] = {}
+    scheduler = Scheduler(
+        seed=0,
+        script=[
+            ("compact", f"LIST {prefix}/_delta/"),  # its choice of partitions to compact
+            ("compact", f"LIST {prefix}/"),  # the shared deltas of its merge's listing
+            ("correct", f"GET {prefix}/year="),
+            ("append", None),
+            ("correct", None),
+            ("compact", None),
+        ],
+    )
+    scheduler.run(writers, {k: gated(store(), scheduler, k) for k in writers}, outcomes)
+
+    # THEN the appended day, whose write completed before the compaction merged, is there
+    assert all(o.error is None and not o.crashed for o in outcomes.values()), outcomes
     Oracle(hist, n).check(store().read_bars(), outcomes, final=True)
