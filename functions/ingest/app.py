@@ -2,7 +2,8 @@
 
 Event shapes (examples in ``events/ingest_*.json``):
 - EventBridge ``Scheduled Event``: the planner; sends the universe to the queue in batches.
-- SQS batch (``Records``): each message body ``{"symbols": [...]}`` is one batch.
+- SQS batch (``Records``): each message body ``{"symbols": [...]}`` is one batch, processed
+  once per message id even when SQS delivers it again (``stockml.idempotency``).
 - anything else: a manual run, ``{"symbols": [...], "start": "YYYY-MM-DD"}`` (both optional).
 """
 
@@ -23,7 +24,9 @@ logger = Logger()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = Settings()
     if "Records" in event:
-        return ingest_sqs_records(event["Records"], settings)
+        # the lease of each message's idempotency marker: until this invocation is stopped
+        lease_s = context.get_remaining_time_in_millis() / 1000
+        return ingest_sqs_records(event["Records"], settings, lease_s=lease_s)
     if event.get("detail-type") == "Scheduled Event":
         return enqueue_universe(settings)
     report = ingest_symbols(settings, symbols=event.get("symbols"), start=event.get("start"))

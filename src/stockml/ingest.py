@@ -11,7 +11,11 @@ Per symbol, :func:`ingest`:
    "expected unchanged": a split changes the (split-adjusted) ``close`` of past days and a
    dividend changes their ``adj_close``. When the overlap bar differs from the stored one,
    the store writes nothing for that symbol (so a crash cannot leave a mixed basis), and
-   its whole history is re-fetched and replaced (new files first, then the swap).
+   its whole history is re-fetched and spliced onto the stored one (:func:`splice_refetch`):
+   the provider's rows replace the stored rows of the same days; stored days it did not
+   return (a shorter history) are kept, rescaled by the factors measured on the days both
+   hold, never dropped. All of it is written as one object (readers see the old basis or
+   the new one, never a mix) and recorded under ``<raw>/_adjustments/``.
 
 One symbol's failure does not stop the others: an invalid symbol, a provider error, a
 provider that breaks in an unexpected way, a store write that fails for one symbol are
@@ -40,8 +44,10 @@ import pandas as pd
 
 from stockml.calendar import last_completed_session, sessions
 from stockml.errors import IngestError, StockmlError
+from stockml.idempotency import DEFAULT_LEASE_S, AlreadyRunningError, Once, run_once
 from stockml.providers.base import Provider
-from stockml.schemas import is_index, off_session
+from stockml.s3 import encode_symbol
+from stockml.schemas import is_index, off_session, validate_bars
 from stockml.settings import Settings
 from stockml.storage import Store, UpsertReport
 from stockml.symbols import check_symbol
@@ -67,6 +73,7 @@ class SymbolReport:
         flagged: index bars dated on an NYSE holiday (kept; an equity's are quarantined).
         skipped: True when no session closed since the last stored date (no provider call).
         readjusted: True when a split/dividend made the full history be re-fetched.
+        adjustment: what the re-fetch did (:meth:`Splice.record`), when ``readjusted``.
         error: the failure, ``"ErrorType: message"``; None when the symbol succeeded.
     """
 
@@ -77,6 +84,7 @@ class SymbolReport:
     flagged: int = 0
     skipped: bool = False
     readjusted: bool = False
+    adjustment: dict[str, Any] | None = None
     error: str | None = None
 
 
@@ -281,6 +289,76 @@ def _fetch_missing(
     return bars
 
 
+@dataclass(frozen=True)
+class Splice:
+    """A re-fetched history spliced onto the stored one (see :func:`splice_refetch`).
+
+    Attributes:
+        bars: the rows to write: the provider's, and the stored days it did not return,
+            rescaled.
+        replaced: stored days the provider returned again (its rows replace them).
+        kept: stored days it did not return: kept, rescaled by the factors.
+        price_factor: applied to the kept rows' open, high, low and close (volume is divided
+            by it: a 2:1 split halves prices and doubles share counts).
+        adj_factor: applied to the kept rows' adj_close.
+        anchor_days: days both histories hold, from which the factors come (0: none, so the
+            kept rows could not be rescaled and keep their stored values).
+    """
+
+    bars: pd.DataFrame
+    replaced: int
+    kept: int
+    price_factor: float
+    adj_factor: float
+    anchor_days: int
+
+    def record(self) -> dict[str, Any]:
+        """A JSON-ready summary (the report's ``adjustment``, the stored record)."""
+        return {
+            "replaced": self.replaced,
+            "kept": self.kept,
+            "price_factor": self.price_factor,
+            "adj_factor": self.adj_factor,
+            "anchor_days": self.anchor_days,
+        }
+
+
+def splice_refetch(stored: pd.DataFrame, fetched: pd.DataFrame) -> Splice:
+    """Splice a symbol's re-fetched history (after a split or dividend) onto its stored one.
+
+    The overlap day changed because the provider re-adjusted the past for an event after
+    every stored day, so one factor applies to all stored days. The provider's rows replace
+    the stored rows of the same days; stored days it did not return (a provider with a window
+    limit, a CSV export of recent rows) are kept and rescaled by the median day-by-day ratio
+    on the days both hold (``close`` for the prices, ``adj_close`` for the adjusted close), so
+    the series stays continuous. A correction of single days leaves the median at 1.
+
+    Args:
+        stored: the symbol's stored bars (bar schema).
+        fetched: the provider's valid bars of the same symbol.
+    """
+    days = pd.Index(fetched["date"])
+    common = stored.merge(fetched, on="date", suffixes=("_old", "_new"))
+    price = adj = 1.0
+    if len(common):
+        price = float((common["close_new"] / common["close_old"]).median())
+        adj = float((common["adj_close_new"] / common["adj_close_old"]).median())
+    kept = stored[~stored["date"].isin(days)].copy()
+    if len(kept) and (price != 1.0 or adj != 1.0):
+        kept[["open", "high", "low", "close"]] *= price
+        kept["adj_close"] *= adj
+        kept["volume"] /= price
+    bars = pd.concat([kept, fetched], ignore_index=True).sort_values("date")
+    return Splice(
+        bars=bars.reset_index(drop=True),
+        replaced=int(stored["date"].isin(days).sum()),
+        kept=len(kept),
+        price_factor=price,
+        adj_factor=adj,
+        anchor_days=len(common),
+    )
+
+
 def _readjust(
     store: Store,
     provider: Provider,
@@ -289,7 +367,7 @@ def _readjust(
     end: pd.Timestamp,
     last: pd.Timestamp,
 ) -> None:
-    """Re-fetch and replace a symbol's whole history after its adjustment basis changed."""
+    """Re-fetch a symbol whose adjustment basis changed; splice it on, never dropping rows."""
     logger.warning(
         "%s: the provider's bar of %s differs from the stored one (split/dividend): "
         "re-fetching the whole history",
@@ -297,15 +375,35 @@ def _readjust(
         last.date(),
     )
     try:
-        full = provider.fetch_bars(report.symbol, start.date(), end.date())
-        replaced = store.replace_bars(report.symbol, full)
+        fetched = provider.fetch_bars(report.symbol, start.date(), end.date())
+        checked = validate_bars(fetched)
+        if len(checked.rejected):
+            store.write_quarantine(checked.rejected, stage=store.raw_prefix)
+        splice = splice_refetch(store.read_bars([report.symbol]), checked.valid)
+        # one object: readers see the old basis or the new one, never a mix of the two
+        upserted = store.upsert_bars(splice.bars, atomic=True)
+        store.compact(store.raw_prefix, [report.symbol])
+        record = {"symbol": report.symbol, "overlap_day": f"{last:%Y-%m-%d}", **splice.record()}
+        store.put_bytes(
+            f"{store.raw_prefix}/_adjustments/symbol={encode_symbol(report.symbol)}/"
+            f"{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S%f}.json",
+            json.dumps(record).encode(),
+        )
     except StockmlError as exc:
         report.error = f"{type(exc).__name__}: {exc}"
         return
-    report.fetched += len(full)
-    report.written = replaced.rows_valid
-    report.quarantined = replaced.rows_quarantined
+    if splice.kept and not splice.anchor_days:
+        logger.warning(
+            "%s: %d stored day(s) the re-fetch lacks are kept as stored: no common day to "
+            "rescale them by",
+            report.symbol,
+            splice.kept,
+        )
+    report.fetched += len(fetched)
+    report.written = upserted.rows_new + upserted.rows_changed
+    report.quarantined += len(checked.rejected)
     report.readjusted = True
+    report.adjustment = splice.record()
 
 
 # ---------------------------------------------------------------------- entry points
@@ -326,12 +424,13 @@ def ingest_symbols(
     provider: Provider | None = None,
     now: pd.Timestamp | None = None,
     progress: Callable[[str], None] | None = None,
+    store: Store | None = None,
 ) -> IngestReport:
     """Ingest ``symbols`` (default: the configured universe) with the configured store/providers."""
     from stockml.providers import build_providers
 
     return ingest(
-        Store.from_settings(settings.store),
+        store or Store.from_settings(settings.store),
         provider or build_providers(settings),
         symbols or settings.ingest.symbols,
         start or settings.ingest.start,
@@ -374,24 +473,62 @@ def enqueue_universe(settings: Settings, sqs: Any | None = None) -> dict[str, An
 
 
 def ingest_sqs_records(
-    records: Sequence[dict[str, Any]], settings: Settings, now: pd.Timestamp | None = None
+    records: Sequence[dict[str, Any]],
+    settings: Settings,
+    now: pd.Timestamp | None = None,
+    lease_s: float = DEFAULT_LEASE_S,
 ) -> dict[str, Any]:
-    """The batch worker: ingest the symbols of each SQS message.
+    """The batch worker: ingest the symbols of each SQS message, once per message.
+
+    Args:
+        records: the SQS event's ``Records``.
+        settings: store and providers.
+        now: the current time (default: now).
+        lease_s: how long this invocation may still run (Lambda: its remaining time).
 
     Returns:
         The SQS partial-batch answer ``{"batchItemFailures": [{"itemIdentifier": id}, ...]}``:
-        a message with any failed symbol is returned to the queue (retried, then sent to
-        the DLQ); the others are deleted.
+        a message with any failed symbol, or one that another delivery is processing right
+        now, is returned to the queue (retried, then sent to the DLQ); the others are deleted.
     """
+    store = Store.from_settings(settings.store)
     failures: list[dict[str, str]] = []
     for record in records:
         try:
-            body = json.loads(record["body"])
-            report = ingest_symbols(
-                settings, symbols=body["symbols"], start=body.get("start"), now=now
-            )
-            report.raise_for_errors()
+            ingest_sqs_message(record, settings, store, now=now, lease_s=lease_s)
+        except AlreadyRunningError as exc:
+            logger.warning("SQS message %s: %s", record.get("messageId"), exc)
+            failures.append({"itemIdentifier": record["messageId"]})
         except (StockmlError, KeyError, ValueError) as exc:
             logger.error("SQS message %s failed: %s", record.get("messageId"), exc)
             failures.append({"itemIdentifier": record["messageId"]})
     return {"batchItemFailures": failures}
+
+
+def ingest_sqs_message(
+    record: dict[str, Any],
+    settings: Settings,
+    store: Store,
+    now: pd.Timestamp | None = None,
+    lease_s: float = DEFAULT_LEASE_S,
+) -> Once:
+    """Ingest one SQS message's batch unless a delivery of the same message did or does.
+
+    Idempotent per message id (:func:`stockml.idempotency.run_once`): a redelivery while the
+    first delivery runs raises :class:`AlreadyRunningError`; one after it finished returns
+    that delivery's totals (``ran`` False) without fetching or writing anything.
+
+    Raises:
+        AlreadyRunningError: another delivery is processing it.
+        IngestError: a symbol failed (the marker says failed: the next delivery runs it).
+        KeyError, ValueError: the body is not ``{"symbols": [...]}`` JSON.
+    """
+    body = json.loads(record["body"])
+    symbols, start = body["symbols"], body.get("start")
+
+    def work() -> dict[str, int]:
+        report = ingest_symbols(settings, symbols=symbols, start=start, now=now, store=store)
+        report.raise_for_errors()
+        return report.totals()
+
+    return run_once(store, record["messageId"], work, lease_s=lease_s)

@@ -1,23 +1,24 @@
-"""The S3 Parquet store: partitioned tables, atomic upserts, quarantine, plain objects.
+"""The S3 Parquet store: partitioned tables, concurrency-safe upserts, quarantine, objects.
 
 Layout (one bucket, any S3 endpoint: AWS, moto_server, LocalStack)::
 
-    <prefix>/year=<YYYY>/symbol=<SYM>/part-<version>_<first>_<last>_<rows>_<tail>.parquet
+    <prefix>/year=<YYYY>/symbol=<SYM>/part-<version>_<first>_<last>_<rows>_<tail>_h<horizon>.parquet
     <prefix>/_delta/delta-<version>_<first>_<last>_<rows>.parquet
     <quarantine_prefix>/stage=<stage>/day=<YYYY-MM-DD>/<version>.parquet
 
 ``<SYM>`` is the symbol escaped as Hive escapes partition values (``^GSPC`` ->
 ``%5EGSPC``), so any ticker round-trips through the key. ``<version>`` is a clock-based id
-that sorts after every older file it supersedes; ``<first>``/``<last>`` are the dates the
-file holds and ``<tail>`` a digest of the values of its last row (see :func:`_row_digest`).
-So a table's state needs LISTs and no GET. A partition rewrite touches one small
+(ns + random suffix) newer than every file its writer listed in the partitions it writes;
+``<first>``/``<last>`` are the dates the file holds, ``<tail>`` a digest of the values of its
+last row (see :func:`_row_digest`) and ``<horizon>`` the newest version a base was merged
+from. So a table's state needs LISTs and no GET. A partition rewrite touches one small
 ``year + symbol`` partition, never a symbol's whole history.
 
 Year first: the daily run lists the newest year folder(s) only (:meth:`Store.list_parts`
 with ``latest``), not every year of every symbol, and a read from a start date lists the
 years from it on. Reading one symbol's whole history lists its folder in each year.
 
-A (symbol, year) partition is one **base** file (``part-``) plus the **delta** rows written
+A (symbol, year) partition is a **base** file (``part-``) plus the **delta** rows written
 after it. Deltas live in **shared** objects under ``<prefix>/_delta/``: one upsert that
 appends to many symbols (a daily run: one new session of a whole batch of symbols) PUTs ONE
 object, not one per symbol. A shared object's (symbol, year) groups are read from its
@@ -27,31 +28,70 @@ content (small, few, and cached by key: a key is never rewritten).
   partition's last day - except a copy of that last row whose digest equals its ``tail``
   (the overlap day of an incremental fetch, unchanged) - the new rows go into the shared
   delta object and no base is read.
-* Merging (anything else: a changed or older row, other keys, or a partition that already
-  has ``MAX_DELTAS`` live deltas, i.e. compaction): the upsert reads the base and its delta
-  rows, merges the new rows (the new row wins per key) and PUTs the result as a NEW base
-  whose version sorts after every file holding rows of the partition; only then are the
-  older base files deleted.
+* Merging (anything else: a changed or older row, other keys, a partition with
+  ``MAX_DELTAS`` live deltas, i.e. compaction, or one holding copies of a day): the upsert
+  reads the partition's live files as a second listing shows them, merges the new rows (the
+  new row wins per key) and PUTs the result as a NEW base. Its horizon is the newest version
+  in the first listing.
+* ``atomic=True`` puts every new or changed row of every partition into ONE shared object
+  (readers see all of it or none: a symbol's re-adjusted history across years);
+  :meth:`Store.compact` then merges the partitions. (A merge of one of those partitions
+  racing it can hide that part for a moment; the writer's check then writes it again.)
 
-What readers see, per partition: the newest base and the delta rows whose version is newer
-than it; older files (superseded, or left over by a crash) are ignored. A delta only ever
-holds days after everything written before it, so base + live deltas hold each row once. A
-shared object is deleted once every partition it holds rows of has a newer base. A base of
-0 rows is a tombstone: :meth:`Store.replace_bars` writes one to hide a dropped year's delta
-rows that share an object with other symbols.
+Every stored row carries its **row version** (column ``_version``, dropped by readers): the
+version of the write that gave it its values, kept through merges.
 
-Crash safety (write new, then swap; never delete first; a single S3 PUT is atomic and
-listings are strongly consistent): a run that dies before a PUT completes leaves the store
-as it was. One that dies after a merge's PUT but before the deletes leaves older files
-behind, all older than the new base, so readers still see every row once, the new values
-winning; a later write deletes them. An append has no step after its PUT.
+What readers see, per partition: every file that no base **hides**, a base hiding the files
+up to its horizon (:func:`hides`, :func:`partitions`). Normally that is one base and the
+deltas after it, whose days follow each other. When live files hold copies of the same key
+(concurrent writers), readers keep the copy of the newest row version (:func:`fold`) - one
+rule for readers and merges, so every key is read once and the same by everyone.
 
-Limits: one writer per symbol at a time (the ingestion fan-out gives each symbol to exactly
-one batch); two concurrent writers to one partition would make the last PUT win. Writers of
-different symbols may share nothing but the ``_delta/`` folder, where each PUTs its own
-objects.
+Concurrent writers: exactly one row per key, none lost, whatever the interleaving (the
+same batch appended twice at once, an append racing a compaction or a correction, two
+merges racing, a writer killed at any point). How:
 
-S3 I/O goes through a per-Store boto3 client (no process-wide endpoint setting, so two
+1. Copies. Two appends of the same days, or two merges of one partition that did not read
+   each other (a "fork": two live bases), leave copies that readers fold by row version.
+   A merge folds them the same way, so no row is duplicated, and a merge's own changes keep
+   their (newer) row versions, so two forks' changes both survive.
+2. Hiding without reading is the only way to lose a row: a merge M's base hides a file w
+   (version at most M's horizon) that M did not read. M's horizon is the version of a file
+   g in its first listing, and M reads what its second listing shows, every LIST of which
+   comes after every LIST of the first: a listing is several LISTs (``_delta/``, the year
+   folders), made at different times, so one listing alone could hold g, PUT late, and miss
+   an older w, PUT early. With two, a w that M misses was PUT after g was visible. g (or,
+   once merged and deleted, the newer base holding it) is still listed then: S3 LISTs are
+   strongly consistent. So after its PUTs a writer LISTs its partitions again (``_delta/``
+   first: what hides a vanished delta is a base in a year folder, listed after) and, when
+   any other file there is newer than its own (:func:`conflicts`), writes again from a
+   fresh listing: a new base merged with its earlier file, hidden or not. Its upsert
+   returns only once such a check finds nothing newer; without a concurrent writer nothing
+   is, as versions are chosen newer than all the writer listed. A writer killed before that
+   check made a write that did not complete: the caller's retry (SQS redelivery, a re-run)
+   writes it again.
+3. The first check also flags a partition where copies of a day now overlap the writer's
+   rows; the next round merges them into one base, so a run that appended days another
+   run had just stored leaves one base, not copies waiting for the next write.
+4. Deletes. Only after its check passes does a writer delete, in its partitions, the files
+   hidden by a *safe* base: one that no file of its partition is newer than in the LIST (a
+   shared object once every (symbol, year) it holds is hidden so). Such a base passes its
+   writer's check as of that LIST, so no merge can hide it without reading it, and it
+   holds the hidden files' rows (a base whose writer died before its check is never
+   trusted until a newer merge supersedes it). A reader or merge whose GET finds a file
+   gone (a concurrent merge deleted it) lists again.
+
+Contention costs rounds, not rows: each round is a LIST, GETs and PUTs of the conflicting
+partitions, after a random pause (up to ``_ATTEMPTS`` rounds, then :class:`StoreError`: the
+write did not complete, nothing stored is lost). Without contention a write costs one more
+LIST of its partitions than it did before (README: ingestion figures).
+
+Crash safety (write new, then hide, then delete; never delete first; a single S3 PUT is
+atomic): a run that dies before a PUT completes leaves the store as it was; one that dies
+after leaves files that readers resolve as above (hidden, or folded) and that a later write
+deletes.
+
+S3 I/O goes through a per-Store botocore client (no process-wide endpoint setting, so two
 stores on two endpoints never leak into each other) and one thread pool per Store; the
 Parquet (de)serialisation is pyarrow's.
 """
@@ -61,12 +101,13 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import random
 import re
 import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -96,25 +137,43 @@ def _mark_pool_thread() -> None:
     _in_pool.flag = True
 
 
-# <kind>-<20-digit ns version>-<8 hex>_<first YYYYMMDD>_<last YYYYMMDD>_<rows>[_<tail>].parquet
+# <kind>-<20-digit ns version>-<8 hex>_<first YYYYMMDD>_<last YYYYMMDD>_<rows>[_<tail>]
+# [_h<horizon>].parquet; the horizon (bases only) is the newest version the base was merged from
+_VERSION_PATTERN = r"\d{20}-[0-9a-f]{8}"
 _PART_RE = re.compile(
-    r"^(?P<kind>part|delta)-(?P<version>\d{20}-[0-9a-f]{8})_(?P<first>\d{8})_(?P<last>\d{8})"
-    r"_(?P<rows>\d+)(?:_(?P<tail>[0-9a-f]{16}))?\.parquet$"
+    rf"^(?P<kind>part|delta)-(?P<version>{_VERSION_PATTERN})_(?P<first>\d{{8}})_(?P<last>\d{{8}})"
+    rf"_(?P<rows>\d+)(?:_(?P<tail>[0-9a-f]{{16}}))?(?:_h(?P<horizon>{_VERSION_PATTERN}))?\.parquet$"
 )
 # <prefix>/_delta/delta-<version>_<first>_<last>_<rows>.parquet: one daily append of many
 # symbols; which (symbol, year) it holds, and their last rows, come from its content
 _SHARED_RE = re.compile(
-    r"^delta-(?P<version>\d{20}-[0-9a-f]{8})_(?P<first>\d{8})_(?P<last>\d{8})_(?P<rows>\d+)"
+    rf"^delta-(?P<version>{_VERSION_PATTERN})_(?P<first>\d{{8}})_(?P<last>\d{{8}})_(?P<rows>\d+)"
     r"\.parquet$"
 )
 _SHARED_DIR = "_delta"
+# the column every stored row carries: the version of the write that gave the row its values
+# (kept through merges); readers fold copies of a key to the row of the newest version
+VERSION_COLUMN = "_version"
+# the horizon of a base merged from nothing: hides no file
+_NO_HORIZON = f"{0:020d}-{0:08x}"
 _DEFAULT_WORKERS = 16
 # a partition with this many live deltas is compacted by its next upsert
 MAX_DELTAS = 8
+# attempts of one write under contention (each one after a conflict or a file deleted by a
+# concurrent merge between its LIST and its GET), with a short randomised pause in between
+_ATTEMPTS = 12
+_RETRY_PAUSE_S = 0.1
 # up to this many symbols (or year x symbol folders), list their folders, not the table
 _FEW_SYMBOLS = 20
 _FEW_FOLDERS = 64
 _SHARED_CACHE = 256
+_KEY_META = b"stockml.key"
+
+Slot = tuple[str, int]  # (symbol, year): one partition
+
+
+class ObjectGoneError(StoreError):
+    """The object does not exist (e.g. a concurrent merge deleted it since it was listed)."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +191,10 @@ class PartFile:
     tail: str | None = None
     # the rows of (symbol, year) inside a shared delta object (``<prefix>/_delta/``)
     shared: bool = False
+    # bases: the newest version among the files the base was merged from (it holds their
+    # rows, so it hides every file of the partition up to that version); None for a base
+    # written before horizons were named, which hides every older file
+    horizon: str | None = None
 
 
 class Listing(list[PartFile]):
@@ -146,23 +209,37 @@ class Listing(list[PartFile]):
         self.since_year = since_year
 
 
+def hides(base: PartFile, other: PartFile) -> bool:
+    """Whether ``base`` holds every row of ``other`` (a file of the same partition).
+
+    A base is merged from the live files of its partition as one LIST showed them and names the
+    newest of their versions, its horizon. It hides exactly the files up to that version: those
+    it read, and older ones that they hid in turn. A file written concurrently with a newer
+    version stays visible; one with an older version that the merge did not see is the race
+    that :func:`conflicts` makes its writer detect.
+    """
+    if base.delta or other.key == base.key:
+        return False
+    if base.horizon is None:
+        return other.version < base.version
+    return other.version <= base.horizon
+
+
 @dataclass(frozen=True)
 class _Partition:
     """The files of one (symbol, year) partition and which of them readers see."""
 
-    base: PartFile | None
-    deltas: tuple[PartFile, ...]  # live deltas (newer than the base), oldest first
-    files: tuple[PartFile, ...]  # every file, live or superseded
-
-    @property
-    def live(self) -> list[PartFile]:
-        # a base of 0 rows is a tombstone (see Store.replace_bars): it only hides older deltas
-        base = [self.base] if self.base is not None and self.base.rows else []
-        return base + list(self.deltas)
+    live: tuple[PartFile, ...]  # files holding rows no base hides, oldest first
+    files: tuple[PartFile, ...]  # every file, live or hidden
 
     @property
     def version(self) -> str:
         return max(p.version for p in self.files)
+
+    @property
+    def horizon(self) -> str:
+        """The newest version among the live files: what a merge of them is a merge up to."""
+        return max((p.version for p in self.live), default=_NO_HORIZON)
 
     @property
     def first(self) -> pd.Timestamp:
@@ -173,14 +250,81 @@ class _Partition:
         return max(p.last for p in self.live)
 
     @property
+    def deltas(self) -> int:
+        return sum(p.delta for p in self.live)
+
+    @property
+    def overlapping(self) -> bool:
+        """Whether two live files may hold the same day (concurrent writes, a fork, a rewrite).
+
+        Readers then fold copies of a key by their row version; the next write merges it.
+        """
+        spans = sorted((p.first, p.last) for p in self.live)
+        return any(b[0] <= a[1] for a, b in zip(spans, spans[1:], strict=False))
+
+    @property
     def rows(self) -> int:
-        # deltas only ever hold days after everything before them: no overlap to subtract
+        """Rows readers see (exact unless :attr:`overlapping`: then an upper bound)."""
         return sum(p.rows for p in self.live)
 
     @property
     def tail(self) -> str | None:
-        """The digest of the partition's last row (None when unknown)."""
-        return max(self.live, key=lambda p: (p.last, p.version)).tail
+        """The digest of the partition's last row (None when unknown or ambiguous)."""
+        last = self.last
+        tails = {p.tail for p in self.live if p.last == last}
+        return tails.pop() if len(tails) == 1 else None
+
+
+def partitions(parts: Iterable[PartFile]) -> dict[Slot, _Partition]:
+    """Group files by (symbol, year) and decide which ones readers see (see :func:`hides`)."""
+    slots: dict[Slot, list[PartFile]] = defaultdict(list)
+    for part in parts:
+        slots[(part.symbol, part.year)].append(part)
+    out: dict[Slot, _Partition] = {}
+    for slot, files in slots.items():
+        files.sort(key=lambda p: p.version)
+        bases = [p for p in files if not p.delta]
+        live = tuple(p for p in files if p.rows and not any(hides(b, p) for b in bases))
+        out[slot] = _Partition(live=live, files=tuple(files))
+    return out
+
+
+def conflicts(written: Mapping[Slot, PartFile], after: Mapping[Slot, _Partition]) -> set[Slot]:
+    """The partitions where a file just written may be hidden by a merge that did not read it.
+
+    ``after`` comes from a LIST made after the PUTs. A merge hides a file only up to its
+    horizon, the newest version it read; to hide ``mine`` without reading it, it must have read
+    another file of a newer version, listed before ``mine`` was PUT. That file (or, once
+    merged and deleted, the newer base holding it) is still listed after the PUT, so any other
+    file of the partition with a newer version flags a possible conflict, and the writer writes
+    its rows again. Versions are chosen newer than everything the writer listed, so without a
+    concurrent writer nothing is flagged.
+    """
+    out = set()
+    for slot, mine in written.items():
+        state = after.get(slot)
+        files = state.files if state is not None else ()
+        if any(f.key != mine.key and f.version > mine.version for f in files):
+            out.add(slot)
+    return out
+
+
+def _hidden_by_safe_base(f: PartFile, state: _Partition) -> bool:
+    """Whether a base of the partition hides ``f`` and no file of it is newer than that base.
+
+    Such a base passed its writer's check (:func:`conflicts`) as of this listing, so no merge
+    can hide it without reading it: deleting what it hides loses nothing.
+    """
+    newest = max(p.version for p in state.files)
+    return any(b.version == newest and hides(b, f) for b in state.files if not b.delta)
+
+
+def fold(frame: pd.DataFrame, key: Sequence[str]) -> pd.DataFrame:
+    """One row per key: of several copies, the one written by the newest version."""
+    if not frame.duplicated(subset=list(key)).any():
+        return frame
+    order = frame.sort_values(VERSION_COLUMN, kind="stable")
+    return order.drop_duplicates(subset=list(key), keep="last").sort_index()
 
 
 @dataclass(frozen=True)
@@ -195,6 +339,8 @@ class UpsertReport:
         partitions_written: partitions rewritten (0 when nothing changed).
         new_by_symbol / changed_by_symbol / quarantined_by_symbol: the counts per symbol.
         mismatched: symbols left untouched because a row expected unchanged differed.
+        attempts: write rounds (1 = no concurrent writer got in the way; see the module
+            docstring).
     """
 
     rows_valid: int = 0
@@ -206,11 +352,16 @@ class UpsertReport:
     changed_by_symbol: dict[str, int] = field(default_factory=dict)
     quarantined_by_symbol: dict[str, int] = field(default_factory=dict)
     mismatched: frozenset[str] = frozenset()
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
 class _Merged:
-    """One partition after merging: the frame to write (None = unchanged) and its counts."""
+    """One partition after merging: the frame to write (None = unchanged) and its counts.
+
+    ``delta``: the frame goes into the shared delta object; else it is the partition's new base,
+    merged from the live files up to ``horizon``.
+    """
 
     symbol: str
     year: int
@@ -219,6 +370,7 @@ class _Merged:
     changed: int
     mismatch: bool
     delta: bool = False
+    horizon: str = _NO_HORIZON
 
 
 @lru_cache(maxsize=4096)
@@ -236,7 +388,7 @@ def _new_version(after: str | None = None) -> str:
     return f"{now:020d}-{uuid.uuid4().hex[:8]}"
 
 
-def _to_parquet(df: pd.DataFrame) -> bytes:
+def _to_parquet(df: pd.DataFrame, key: Sequence[str] | None = None) -> bytes:
     # tz-aware columns go through as naive UTC and are re-tagged in Arrow: pyarrow's own
     # conversion calls a deprecated pandas path (Pandas4Warning)
     aware = [c for c in df.columns if isinstance(df[c].dtype, pd.DatetimeTZDtype)]
@@ -248,13 +400,40 @@ def _to_parquet(df: pd.DataFrame) -> bytes:
         index = table.schema.get_field_index(column)
         unit = table.schema.field(index).type.unit
         table = table.set_column(index, column, table[column].cast(pa.timestamp(unit, tz="UTC")))
+    if key is not None:  # the table's key, for readers folding copies of a row
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), _KEY_META: ",".join(key).encode()}
+        )
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     return buf.getvalue()
 
 
 def _from_parquet(data: bytes) -> pd.DataFrame:
-    return pq.read_table(io.BytesIO(data)).to_pandas()
+    table = pq.read_table(io.BytesIO(data))
+    frame = table.to_pandas()
+    key = (table.schema.metadata or {}).get(_KEY_META)
+    if key is not None:
+        frame.attrs["key"] = key.decode().split(",")
+    return frame
+
+
+def _stamp(rows: pd.DataFrame, version: str) -> pd.DataFrame:
+    """``rows`` with the row version set where it is not yet (rows new in this write)."""
+    rows = rows.copy()
+    if VERSION_COLUMN in rows.columns:
+        rows[VERSION_COLUMN] = (
+            rows[VERSION_COLUMN].astype(object).where(rows[VERSION_COLUMN].notna(), version)
+        )
+    else:
+        rows[VERSION_COLUMN] = version
+    rows[VERSION_COLUMN] = rows[VERSION_COLUMN].astype(str)
+    return rows
+
+
+def _pause(attempt: int) -> None:
+    """A short random wait before another attempt, so that racing writers drift apart."""
+    time.sleep(random.uniform(0, _RETRY_PAUSE_S * 2 ** min(attempt, 5)))  # noqa: S311
 
 
 def _naive_day(values: pd.Series) -> pd.Series:
@@ -311,7 +490,7 @@ def _row_digest(df: pd.DataFrame, position: int, key: Sequence[str]) -> str:
 
 def _row_digests(df: pd.DataFrame, positions: Iterable[int], key: Sequence[str]) -> list[str]:
     """:func:`_row_digest` of several rows (the columns are converted once)."""
-    columns = [c for c in sorted(df.columns) if c not in key]
+    columns = [c for c in sorted(df.columns) if c not in key and c != VERSION_COLUMN]
     arrays = [(c, df[c].to_numpy()) for c in columns]
     return [
         hashlib.blake2b(
@@ -329,6 +508,8 @@ def _rows_after(current: _Partition, rows: pd.DataFrame, key: Sequence[str]) -> 
     of that last day's row whose digest equals the one in the object name (the overlap day
     of an incremental fetch, unchanged).
     """
+    if current.overlapping:  # merge it: the next write folds concurrent copies away
+        return None
     days = _naive_day(rows["date"]).to_numpy()
     last = current.last.to_datetime64()
     if (days < last).any():
@@ -341,8 +522,39 @@ def _rows_after(current: _Partition, rows: pd.DataFrame, key: Sequence[str]) -> 
     return rows
 
 
-def _readable(state: dict[tuple[str, int], _Partition]) -> dict[tuple[str, int], _Partition]:
-    """The partitions holding rows (not only a tombstone)."""
+def _decide(
+    slot: Slot,
+    current: _Partition | None,
+    rows: pd.DataFrame,
+    key: Sequence[str],
+    atomic: bool,
+    force: bool,
+) -> _Merged | None:
+    """What one partition's write is, from the object names alone; None: merge (read it).
+
+    A new partition is written whole; rows that only add days after the partition's last
+    one (its last row unchanged) are appended as a delta, until ``MAX_DELTAS``; anything
+    else needs the partition's rows.
+    """
+    symbol, year = slot
+    if force:
+        return None
+    if current is None or not current.live:
+        return _Merged(symbol, year, rows, len(rows), 0, False, delta=atomic) if len(rows) else None
+    if list(key) != ["symbol", "date"] or "date" not in rows.columns or rows.empty:
+        return None
+    after = _rows_after(current, rows, key)
+    if after is not None and (atomic or current.deltas < MAX_DELTAS):
+        # no GET: only days after the partition's last one, whose stored row the object
+        # name proves unchanged
+        return _Merged(
+            symbol, year, after if len(after) else None, len(after), 0, False, delta=True
+        )
+    return None
+
+
+def _readable(state: dict[Slot, _Partition]) -> dict[Slot, _Partition]:
+    """The partitions holding rows."""
     return {slot: p for slot, p in state.items() if p.live}
 
 
@@ -429,14 +641,50 @@ class Store:
             lambda: self._s3.put_object(Bucket=self.bucket, Key=key, Body=data), f"put {key}"
         )
 
+    def put_bytes_if(self, key: str, data: bytes, etag: str | None = None) -> str | None:
+        """Write ``key`` only if it does not exist (``etag`` None) or still has ETag ``etag``.
+
+        A conditional PUT (``If-None-Match: *`` or ``If-Match``; AWS S3 and moto_server): of
+        several writers racing for one key, exactly one succeeds.
+
+        Returns:
+            The new object's ETag, or None when the condition failed (another writer won).
+        """
+        from botocore.exceptions import ClientError
+
+        condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
+        try:
+            answer = self._call(
+                lambda: self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, **condition),
+                f"put {key} (conditional)",
+            )
+        except StoreError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") in (
+                "PreconditionFailed",  # the condition is false
+                "ConditionalRequestConflict",  # another conditional write of the key in flight
+                "NoSuchKey",  # If-Match on a key deleted meanwhile
+            ):
+                return None
+            raise
+        return str(answer["ETag"])
+
     def get_bytes(self, key: str) -> bytes:
         """Read one object.
 
         Raises:
             StoreError: the object does not exist or the read failed.
         """
+        return self.get_object(key)[0]
+
+    def get_object(self, key: str) -> tuple[bytes, str]:
+        """Read one object and its ETag (what :meth:`put_bytes_if` compares).
+
+        Raises:
+            StoreError: the object does not exist or the read failed.
+        """
         body = self._call(lambda: self._s3.get_object(Bucket=self.bucket, Key=key), f"get {key}")
-        return bytes(body["Body"].read())
+        return bytes(body["Body"].read()), str(body["ETag"])
 
     def list_keys(self, prefix: str) -> list[str]:
         """Every key under ``prefix`` (all pages), sorted."""
@@ -505,6 +753,7 @@ class Store:
         df: pd.DataFrame,
         expect_unchanged: Iterable[tuple[object, ...]] = (),
         parts: Listing | None = None,
+        atomic: bool = False,
     ) -> UpsertReport:
         """Validate bars, quarantine the bad rows, upsert the good ones by (symbol, date).
 
@@ -513,6 +762,7 @@ class Store:
             expect_unchanged: ``(symbol, date)`` keys that must match what is stored; see
                 :meth:`upsert_table`.
             parts: the raw table's current files from :meth:`list_parts` (default: list).
+            atomic: write every new or changed row in ONE object (see :meth:`upsert_table`).
 
         Returns:
             UpsertReport: counts of valid, new, changed and quarantined rows (also per symbol).
@@ -521,51 +771,17 @@ class Store:
         if len(checked.rejected):
             self.write_quarantine(checked.rejected, stage=self.raw_prefix)
         report = self.upsert_table(
-            self.raw_prefix, checked.valid, expect_unchanged=expect_unchanged, parts=parts
+            self.raw_prefix,
+            checked.valid,
+            expect_unchanged=expect_unchanged,
+            parts=parts,
+            atomic=atomic,
         )
         quarantined = checked.rejected.groupby(checked.rejected["symbol"].astype(str)).size()
         return replace(
             report,
             rows_quarantined=len(checked.rejected),
             quarantined_by_symbol={str(k): int(v) for k, v in quarantined.items()},
-        )
-
-    def replace_bars(self, symbol: str, df: pd.DataFrame) -> UpsertReport:
-        """Replace ALL stored bars of ``symbol`` by ``df`` (e.g. history re-adjusted after a split).
-
-        New files are written first; only then are the symbol's older files deleted, so a crash
-        leaves either the old or the new history readable. Bad rows go to quarantine.
-        """
-        checked = validate_bars(df)
-        if len(checked.rejected):
-            self.write_quarantine(checked.rejected, stage=self.raw_prefix)
-        valid = checked.valid[checked.valid["symbol"] == symbol]
-        if len(valid) != len(checked.valid):
-            raise StoreError(f"replace_bars({symbol!r}) got rows of other symbols")
-        old = self._parts(self.raw_prefix, [symbol])
-        state = self._partitions(old)
-        old_rows = sum(p.rows for p in state.values())
-        groups = [
-            ((symbol, int(year)), rows, False)
-            for year, rows in valid.groupby(valid["date"].dt.year, sort=True)
-        ]
-        # a year the new history lacks loses its files; rows of it in a shared delta object
-        # (which holds other symbols too) are hidden by an empty base, a tombstone
-        years = {slot[1] for slot, _, _ in groups}
-        groups += [
-            (slot, valid.iloc[:0], False)
-            for slot, p in state.items()
-            if slot[1] not in years and any(f.shared for f in p.files)
-        ]
-        written = self._write_partitions(
-            self.raw_prefix, groups, "date", state, superseded=old, drop_untouched=True
-        )
-        return UpsertReport(
-            rows_valid=len(valid),
-            rows_new=max(len(valid) - old_rows, 0),
-            rows_changed=min(len(valid), old_rows),
-            rows_quarantined=len(checked.rejected),
-            partitions_written=written,
         )
 
     def last_dates(
@@ -584,7 +800,7 @@ class Store:
         if parts is None:
             parts = self.list_parts(prefix, symbols, latest=True)
         out: dict[str, pd.Timestamp] = {}
-        for (symbol, _), part in _readable(self._partitions(parts)).items():
+        for (symbol, _), part in _readable(partitions(parts)).items():
             if symbol not in out or part.last > out[symbol]:
                 out[symbol] = part.last
         return out
@@ -610,12 +826,28 @@ class Store:
         return self._parts(prefix or self.raw_prefix, symbols, latest=latest and bool(symbols))
 
     def summary(self, prefix: str | None = None) -> pd.DataFrame:
-        """Per symbol: ``rows, first, last, partitions`` under ``prefix`` (default raw), one LIST."""
-        state = _readable(self._partitions(self._parts(prefix or self.raw_prefix)))
-        rows = [
-            {"symbol": symbol, "rows": p.rows, "first": p.first, "last": p.last}
-            for (symbol, _), p in state.items()
-        ]
+        """Per symbol: ``rows, first, last, partitions`` under ``prefix`` (default raw).
+
+        From one LIST; a partition whose live files overlap (concurrent writes not merged yet)
+        is read to count each row once.
+        """
+        prefix = prefix or self.raw_prefix
+
+        def count() -> list[dict[str, object]]:
+            state = _readable(partitions(self._parts(prefix)))
+            dirty = [p for p in state.values() if p.overlapping]
+            exact = dict(zip(map(id, dirty), self._map(self._read_partition, dirty), strict=True))
+            return [
+                {
+                    "symbol": symbol,
+                    "rows": len(exact[id(p)]) if id(p) in exact else p.rows,
+                    "first": p.first,
+                    "last": p.last,
+                }
+                for (symbol, _), p in state.items()
+            ]
+
+        rows = self._retrying(count, f"summary of {prefix}")
         if not rows:
             return pd.DataFrame(columns=["symbol", "rows", "first", "last", "partitions"])
         frame = pd.DataFrame(rows)
@@ -636,25 +868,28 @@ class Store:
     ) -> pd.DataFrame:
         """Rows of a partitioned table (raw/, features/, news/ ...), sorted by symbol and date.
 
-        Only the live files (base and deltas) of partitions whose dates overlap
-        ``[start, end]`` are read; rows are then cut to the range on the table's ``date`` (or
-        ``published_at``, by UTC day) column.
+        Only the live files of partitions whose dates overlap ``[start, end]`` are read; rows
+        are then cut to the range on the table's ``date`` (or ``published_at``, by UTC day)
+        column. Each key is read once (copies from concurrent writes are folded to the newest).
         """
         lo = None if start is None else pd.Timestamp(start).normalize()
         hi = None if end is None else pd.Timestamp(end).normalize()
-        state = _readable(
-            self._partitions(self._parts(prefix, symbols, since_year=lo.year if lo else None))
-        )
-        wanted = [
-            f
-            for p in state.values()
-            if (lo is None or p.last >= lo) and (hi is None or p.first <= hi)
-            for f in p.live
-        ]
-        if not wanted:
+
+        def read() -> list[pd.DataFrame]:
+            state = _readable(
+                partitions(self._parts(prefix, symbols, since_year=lo.year if lo else None))
+            )
+            wanted = [
+                p
+                for p in state.values()
+                if (lo is None or p.last >= lo) and (hi is None or p.first <= hi)
+            ]
+            return self._map(self._read_partition, wanted)
+
+        frames = self._retrying(read, f"read {prefix}")
+        if not frames:
             return pd.DataFrame()
-        frames = self._map(self._read_part, wanted)
-        frame = pd.concat(frames, ignore_index=True)
+        frame = pd.concat(frames, ignore_index=True).drop(columns=VERSION_COLUMN)
         column = _date_column(frame)
         day = _naive_day(frame[column])
         mask = pd.Series(True, index=frame.index)
@@ -671,11 +906,16 @@ class Store:
         key: Sequence[str] = ("symbol", "date"),
         expect_unchanged: Iterable[tuple[object, ...]] = (),
         parts: Listing | None = None,
+        atomic: bool = False,
     ) -> UpsertReport:
         """Insert or replace rows by ``key`` in ``prefix``, partitioned by symbol and year.
 
         The year comes from the ``date`` column (``published_at`` for news). Partitions whose
-        merged content equals what is stored are not rewritten, so a re-run writes nothing.
+        merged content equals what is stored are not rewritten, so a re-run writes nothing;
+        a partition holding copies from concurrent writes is merged by the next write to it.
+        Safe with any number of concurrent writers (see the module docstring): the upsert
+        returns once a LIST made after its PUTs shows that no concurrent merge can have hidden
+        its rows, writing a partition again when one may have.
 
         Args:
             prefix: the table.
@@ -684,9 +924,14 @@ class Store:
             expect_unchanged: keys whose stored values must equal the new ones (e.g. the
                 overlap day of an incremental fetch). When one differs, NOTHING of that
                 symbol is written and the symbol is listed in ``UpsertReport.mismatched``.
+            parts: a listing already made with :meth:`list_parts` (used by the first round).
+            atomic: write every new or changed row, of every partition, in ONE object, so that
+                readers see all of them or none (e.g. a symbol's re-adjusted history across
+                years). Readers fold the partitions until :meth:`compact` merges them.
 
         Raises:
-            StoreError: the frame lacks the key or date columns, or S3 failed.
+            StoreError: the frame lacks the key or date columns, S3 failed, or concurrent
+                writers kept conflicting for ``_ATTEMPTS`` rounds.
         """
         if df.empty:
             return UpsertReport()
@@ -695,93 +940,57 @@ class Store:
         if missing:
             raise StoreError(f"upsert into {prefix!r}: missing key columns {missing}")
         column = _date_column(df)
-        frozen = set(expect_unchanged)
         new = df.drop_duplicates(subset=key, keep="last").reset_index(drop=True)
-        symbols = sorted(new["symbol"].astype(str).unique())
         days = _naive_day(new[column])
-        if parts is None:
-            existing: list[PartFile] = self._parts(prefix, symbols)
-        else:  # a listing of more symbols (a whole ingestion run): only these matter here
-            wanted = set(symbols)
-            existing = [p for p in parts if p.symbol in wanted]
-            since = getattr(parts, "since_year", None)
-            older = set() if since is None else set(new["symbol"][days.dt.year < since])
-            if older:  # rows of years the listing did not cover
-                existing = [p for p in existing if p.symbol not in older]
-                existing += self._parts(prefix, sorted(map(str, older)))
-        state = self._partitions(existing)
-        # deltas need "a later day is a new row": only for tables keyed by (symbol, date)
-        appendable = key == ["symbol", "date"] and column == "date"
-        groups = [
-            ((str(symbol), int(year)), rows)
+        groups = {
+            (str(symbol), int(year)): rows
             for (symbol, year), rows in new.groupby(
                 [new["symbol"].astype(str), days.dt.year], sort=False
             )
-        ]
-
-        def merge(item: tuple[tuple[str, int], pd.DataFrame]) -> _Merged:
-            (symbol, year), rows = item
-            current = state.get((symbol, year))
-            if current is None or not current.live:
-                return _Merged(symbol, year, rows, len(rows), 0, False)
-            after = _rows_after(current, rows, key) if appendable else None
-            if after is not None and len(current.deltas) < MAX_DELTAS:
-                # no GET: only days after the partition's last one, whose stored row
-                # the object name proves unchanged
-                frame = after if len(after) else None
-                return _Merged(symbol, year, frame, len(after), 0, False, delta=True)
-            old = self._read_files(current.live)
-            if after is not None and len(after):  # compaction: new days follow the stored ones
-                merged = pd.concat([old, after], ignore_index=True)
-                return _Merged(symbol, year, merged, len(after), 0, False)
-            # vectorised key matching: the merge runs once per partition of a daily run
-            old_keys, new_keys = _key_hash(old, key), _key_hash(rows, key)
-            stored = np.isin(new_keys, old_keys)
-            differs: list[tuple[object, ...]] = []
-            if stored.any():
-                fresh = rows[stored]
-                prior = old.iloc[pd.Index(old_keys).get_indexer(new_keys[stored])]
-                same = np.ones(len(fresh), dtype=bool)
-                for c in (c for c in fresh.columns if c in old.columns and c not in key):
-                    a, b = prior[c].to_numpy(), fresh[c].to_numpy()
-                    same &= (a == b) | (pd.isna(a) & pd.isna(b))
-                differs = list(fresh.loc[~same, key].itertuples(index=False, name=None))
-            n_new = int((~stored).sum())
-            if n_new == 0 and not differs:
-                return _Merged(symbol, year, None, 0, 0, False)
-            keep = old[~np.isin(old_keys, new_keys)]
-            merged = pd.concat([keep, rows], ignore_index=True)
-            mismatch = bool(frozen.intersection(differs))
-            return _Merged(symbol, year, merged, n_new, len(differs), mismatch)
-
-        merged = self._map(merge, groups)
-        mismatched = frozenset(m.symbol for m in merged if m.mismatch)
-        if mismatched:
-            logger.warning(
-                "not upserting %s: stored rows expected unchanged differ", sorted(mismatched)
-            )
-        kept = [m for m in merged if m.symbol not in mismatched]
-        written = self._write_partitions(
-            prefix,
-            [((m.symbol, m.year), m.frame, m.delta) for m in kept if m.frame is not None],
-            column,
-            state,
-            superseded=existing,
+        }
+        merged, mismatched, attempts = self._write_slots(
+            prefix, groups, key, set(expect_unchanged), parts, atomic=atomic
         )
+        kept = [m for m in merged.values() if m.symbol not in mismatched]
         new_by: dict[str, int] = defaultdict(int)
         changed_by: dict[str, int] = defaultdict(int)
         for m in kept:
             new_by[m.symbol] += m.new
             changed_by[m.symbol] += m.changed
         return UpsertReport(
-            rows_valid=int(sum(len(rows) for (s, _), rows in groups if s not in mismatched)),
+            rows_valid=int(
+                sum(len(rows) for (s, _), rows in groups.items() if s not in mismatched)
+            ),
             rows_new=sum(new_by.values()),
             rows_changed=sum(changed_by.values()),
-            partitions_written=written,
+            partitions_written=sum(m.frame is not None for m in kept),
             new_by_symbol=dict(new_by),
             changed_by_symbol=dict(changed_by),
-            mismatched=mismatched,
+            mismatched=frozenset(mismatched),
+            attempts=attempts,
         )
+
+    def compact(
+        self,
+        prefix: str | None = None,
+        symbols: Sequence[str] | None = None,
+        key: Sequence[str] = ("symbol", "date"),
+    ) -> int:
+        """Merge each partition (of ``symbols``, default all) made of several live files.
+
+        Not needed for correctness (readers fold, writes merge when due); it makes later
+        reads and appends cheaper, e.g. right after an ``atomic`` upsert.
+
+        Returns:
+            The number of partitions rewritten.
+        """
+        prefix = prefix or self.raw_prefix
+        state = _readable(partitions(self._parts(prefix, symbols)))
+        slots = {slot: pd.DataFrame() for slot, p in state.items() if len(p.live) > 1}
+        if not slots:
+            return 0
+        merged, _, _ = self._write_slots(prefix, slots, list(key), set(), None, force=True)
+        return sum(m.frame is not None for m in merged.values())
 
     def write_quarantine(self, rejected: pd.DataFrame, stage: str) -> str | None:
         """Write rejected rows (with their ``reason``) and the time of rejection to quarantine.
@@ -853,7 +1062,7 @@ class Store:
         for i, year in enumerate(sorted(years, reverse=True)):
             parts += self._list_years(prefix, [year], wanted)
             # every year >= ``year`` is listed: their partitions' states are complete
-            done = {s for (s, y) in _readable(self._partitions(parts)) if y >= year}
+            done = {s for (s, y) in _readable(partitions(parts)) if y >= year}
             if wanted <= done:
                 return Listing(parts, year if i + 1 < len(years) else since_year)
         return Listing(parts, since_year)
@@ -906,7 +1115,11 @@ class Store:
         match = _SHARED_RE.match(key.rsplit("/", 1)[-1])
         if match is None:
             return []
-        frame = self._shared_frame(key)
+        try:
+            frame = self._shared_frame(key)
+        except ObjectGoneError:
+            # deleted since it was listed: every row of it was hidden by a newer base
+            return []
         column = _date_column(frame)
         day = _naive_day(frame[column])
         # (symbol, day) order: each (symbol, year) group is a run whose last row is its tail
@@ -940,12 +1153,42 @@ class Store:
         return out
 
     def _read_part(self, part: PartFile) -> pd.DataFrame:
-        """The rows of one data file; of a shared delta, the rows of the part's (symbol, year)."""
-        if not part.shared:
-            return _from_parquet(self.get_bytes(part.key))
-        self._shared_parts(part.key)
-        positions = self._shared_index[part.key][1][(part.symbol, part.year)]
-        return self._shared_frame(part.key).iloc[positions].reset_index(drop=True)
+        """The rows of one data file (of a shared delta: of the part's (symbol, year)), each
+        with its row version.
+
+        Raises:
+            ObjectGoneError: the file was deleted since it was listed.
+        """
+        if part.shared:
+            self._shared_parts(part.key)
+            shared = self._shared_frame(part.key)
+            positions = self._shared_index[part.key][1][(part.symbol, part.year)]
+            frame = shared.iloc[positions].reset_index(drop=True)
+            frame.attrs = dict(shared.attrs)
+        else:
+            frame = _from_parquet(self.get_bytes(part.key))
+        if VERSION_COLUMN not in frame.columns:  # written before rows carried versions
+            frame[VERSION_COLUMN] = part.version
+        return frame
+
+    def _read_partition(self, partition: _Partition) -> pd.DataFrame:
+        """The rows readers see in one partition: its live files, copies of a key folded."""
+        frames = self._map(self._read_part, partition.live)
+        frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        if partition.overlapping:
+            key = frames[0].attrs.get("key") or ["symbol", _date_column(frame)]
+            frame = fold(frame, key).reset_index(drop=True)
+            frame.attrs["key"] = key
+        return frame
+
+    def _retrying(self, fn: Callable[[], T], what: str) -> T:
+        """``fn()`` (a LIST, then GETs) again while a concurrent merge deletes what it listed."""
+        for attempt in range(_ATTEMPTS):
+            try:
+                return fn()
+            except ObjectGoneError:
+                _pause(attempt)
+        raise StoreError(f"s3://{self.bucket}: {what}: files kept changing ({_ATTEMPTS} tries)")
 
     @staticmethod
     def _parse(prefix: str, key: str) -> PartFile | None:
@@ -969,136 +1212,333 @@ class Store:
             rows=int(match["rows"]),
             delta=match["kind"] == "delta",
             tail=match["tail"],
+            horizon=match["horizon"],
         )
 
-    @staticmethod
-    def _partitions(parts: Iterable[PartFile]) -> dict[tuple[str, int], _Partition]:
-        """Group files by (symbol, year): the newest base, and the deltas written after it."""
-        slots: dict[tuple[str, int], list[PartFile]] = defaultdict(list)
-        for part in parts:
-            slots[(part.symbol, part.year)].append(part)
-        out: dict[tuple[str, int], _Partition] = {}
-        for slot, files in slots.items():
-            files.sort(key=lambda p: p.version)
-            bases = [p for p in files if not p.delta]
-            base = bases[-1] if bases else None
-            # a base folds in (or, for replace_bars, replaces) every delta older than itself
-            deltas = tuple(
-                p for p in files if p.delta and (base is None or p.version > base.version)
-            )
-            if base is None and not deltas:
-                continue
-            out[slot] = _Partition(base=base, deltas=deltas, files=tuple(files))
-        return out
-
-    def _read_files(self, files: Sequence[PartFile]) -> pd.DataFrame:
-        frames = self._map(self._read_part, files)
-        return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-
-    def _write_partitions(
+    def _write_slots(
         self,
         prefix: str,
-        groups: Sequence[tuple[tuple[str, int], pd.DataFrame, bool]],
-        column: str,
-        state: dict[tuple[str, int], _Partition],
-        superseded: list[PartFile],
-        drop_untouched: bool = False,
-    ) -> int:
-        """Write ``((symbol, year), rows, is_delta)`` items, then delete what they supersede.
+        groups: Mapping[Slot, pd.DataFrame],
+        key: list[str],
+        frozen: set[tuple[object, ...]],
+        parts: Listing | None,
+        atomic: bool = False,
+        force: bool = False,
+    ) -> tuple[dict[Slot, _Merged], set[str], int]:
+        """Upsert each partition's rows: merge, PUT, LIST again, GC; again where in conflict.
 
-        Each base item is one new ``part-`` file of its partition; all the delta items go into
-        ONE shared delta object (a daily run of many symbols costs one PUT). A new base
-        supersedes every file of its partition; a new delta only the files that readers
-        already ignore (leftovers of a crash). With ``drop_untouched`` every file in
-        ``superseded`` goes (a full replacement of a symbol's history). A shared delta object
-        is deleted once every (symbol, year) it holds has a newer base.
+        One round: list (or take ``parts``), merge each partition with its rows, PUT the new
+        files (bases, one shared delta object), then LIST the partitions written and check
+        them with :func:`conflicts`. Partitions without conflict are done, and the files their
+        new bases hide are deleted; the others, and (in the first round) those where a
+        concurrent writer's copies of a day now overlap ours, go round again from a fresh
+        listing, writing a new base.
+
+        Returns:
+            Each partition's merge in the first round that reached it (its counts: what the
+            store lacked then), the symbols left untouched because an expected-unchanged row
+            differed, and the number of rounds.
         """
-        slots = {slot for slot, _, _ in groups}
-
-        def file_name(kind: str, version: str, rows: pd.DataFrame, year: int, tail: str) -> str:
-            if rows.empty:  # a tombstone base
-                return f"{kind}-{version}_{year}0101_{year}0101_0.parquet"
-            day = _naive_day(rows[column])
-            return (
-                f"{kind}-{version}_{day.min():%Y%m%d}_{day.max():%Y%m%d}_{len(rows)}{tail}.parquet"
+        pending = dict(groups)
+        first: dict[Slot, _Merged] = {}
+        mismatched: set[str] = set()
+        mine: dict[Slot, PartFile] = {}  # our file in each conflicted partition
+        for attempt in range(_ATTEMPTS):
+            again = attempt > 0 and bool(mine)
+            # after a conflict: a new base, merged with our previous file even if a merge hid
+            # it (our rows may be nowhere else)
+            atomic_now, force_now = atomic and not again, force or again
+            try:
+                existing = self._listing_for(prefix, pending, parts if attempt == 0 else None)
+                state = partitions(existing)
+                decided = {
+                    slot: _decide(slot, state.get(slot), rows, key, atomic_now, force_now)
+                    for slot, rows in pending.items()
+                }
+                to_read = sorted(slot for slot, d in decided.items() if d is None)
+                # a merge hides files up to the newest version in THIS listing, but reads the
+                # partitions as a second listing, all of whose LISTs come after every file of
+                # the first: a file it misses and hides was PUT after one of those, and its
+                # writer's check sees it (see the module docstring)
+                reread = (
+                    partitions(self._listing_for(prefix, {s: pending[s] for s in to_read}, None))
+                    if to_read
+                    else {}
+                )
+                merged = [d for d in decided.values() if d is not None] + self._map(
+                    partial(
+                        self._merge,
+                        state=reread,
+                        horizons={s: state[s].horizon for s in to_read if s in state},
+                        key=key,
+                        frozen=frozen,
+                        atomic=atomic_now,
+                        force=force_now,
+                        extras=mine,
+                    ),
+                    [(slot, pending[slot]) for slot in to_read],
+                )
+                state = {**state, **reread}
+            except ObjectGoneError:  # a concurrent merge deleted a file we listed: list again
+                _pause(attempt)
+                continue
+            bad = {m.symbol for m in merged if m.mismatch}
+            if bad:
+                logger.warning(
+                    "not upserting %s: stored rows expected unchanged differ", sorted(bad)
+                )
+            mismatched |= bad
+            for m in merged:
+                first.setdefault((m.symbol, m.year), m)
+            todo = [m for m in merged if m.symbol not in mismatched and m.frame is not None]
+            if not todo:
+                return first, mismatched, attempt + 1
+            written = self._put(prefix, todo, key, state)
+            after = self._check_listing(prefix, written)
+            conflicted = conflicts(written, after)
+            if not atomic and attempt == 0:
+                # copies of our days from a concurrent writer: merge them now (once; later
+                # copies are folded by readers and merged by the next write)
+                conflicted |= {slot for slot in written if after[slot].overlapping}
+            self._collect(prefix, {s: f for s, f in written.items() if s not in conflicted}, after)
+            if not conflicted:
+                return first, mismatched, attempt + 1
+            logger.info(
+                "%d partition(s) written concurrently by another writer; writing them again: %s",
+                len(conflicted),
+                sorted(conflicted)[:5],
             )
+            if logger.isEnabledFor(logging.DEBUG):
+                for slot in sorted(conflicted):
+                    newer = [f.key for f in after[slot].files if f.version > written[slot].version]
+                    logger.debug("%s: ours %s; newer %s", slot, written[slot].key, newer)
+            pending = {slot: groups[slot] for slot in conflicted}
+            mine = {slot: written[slot] for slot in conflicted}
+            _pause(attempt)
+        raise StoreError(
+            f"s3://{self.bucket}/{prefix}: concurrent writers kept conflicting on "
+            f"{sorted(pending)[:5]} ({_ATTEMPTS} rounds); nothing is lost, run the write again"
+        )
 
-        def write_base(item: tuple[tuple[str, int], pd.DataFrame, bool]) -> None:
-            (symbol, year), rows, _ = item
-            if len(rows) > 1:
-                rows = rows.sort_values(["symbol", column]).reset_index(drop=True)
-            current = state.get((symbol, year))
+    def _check_listing(self, prefix: str, slots: Iterable[Slot]) -> dict[Slot, _Partition]:
+        """The files of ``slots`` right after our PUTs, listed in the order the check needs.
+
+        ``_delta/`` first (and the shared objects' GETs), the year folders after: a file that
+        vanishes in between was hidden by a base PUT before it vanished, so the year folders'
+        LIST, made later, shows that base (a base's successors sort after it in its folder).
+        The LISTs follow our PUT closely: the fewer files concurrent writers PUT after ours
+        (harmless, but newer), the fewer partitions :func:`conflicts` flags.
+        """
+        symbols = {symbol for symbol, _ in slots}
+        years = sorted({year for _, year in slots})
+        shared = [
+            p
+            for parts in self._map(self._shared_parts, self.list_keys(f"{prefix}/{_SHARED_DIR}/"))
+            for p in parts
+            if p.symbol in symbols
+        ]
+        year_keys = self._map(self.list_keys, [f"{prefix}/year={y}/" for y in years])
+        listed = self._parse_keys(prefix, (k for keys in year_keys for k in keys), symbols)
+        return partitions(shared + listed)
+
+    def _listing_for(
+        self, prefix: str, pending: Mapping[Slot, pd.DataFrame], parts: Listing | None
+    ) -> list[PartFile]:
+        """The files of the partitions in ``pending``: from ``parts`` where it covers them."""
+        symbols = sorted({symbol for symbol, _ in pending})
+        since = min(year for _, year in pending)
+        if parts is None:
+            return self._parts(prefix, symbols, since_year=since)
+        # a listing of more symbols (a whole ingestion run): only these matter here
+        wanted = set(symbols)
+        existing = [p for p in parts if p.symbol in wanted]
+        listed_from = getattr(parts, "since_year", None)
+        older = (
+            set()
+            if listed_from is None
+            else {symbol for symbol, year in pending if year < listed_from}
+        )
+        if older:  # rows of years the listing did not cover
+            existing = [p for p in existing if p.symbol not in older]
+            existing += self._parts(prefix, sorted(older), since_year=since)
+        return existing
+
+    def _merge(
+        self,
+        item: tuple[Slot, pd.DataFrame],
+        state: Mapping[Slot, _Partition],
+        horizons: Mapping[Slot, str],
+        key: list[str],
+        frozen: set[tuple[object, ...]],
+        atomic: bool,
+        force: bool,
+        extras: Mapping[Slot, PartFile],
+    ) -> _Merged:
+        """Merge one partition's live files (``state``) with its new rows (see :func:`_decide`).
+
+        The new base hides the files up to ``horizons[slot]`` (from the first listing).
+        ``force``: write a new base even when nothing changes; ``extras``: a file per
+        partition to merge in even if a base hides it (our own earlier write, after a conflict).
+        """
+        (symbol, year), rows = item
+        current = state.get((symbol, year)) or _Partition(live=(), files=())
+        horizon = horizons.get((symbol, year), _NO_HORIZON)
+        extra = extras.get((symbol, year))
+        if extra is not None:
+            horizon = max(horizon, extra.version)
+            if extra not in current.live:
+                try:
+                    self._read_part(extra)
+                    current = _Partition(live=(*current.live, extra), files=current.files)
+                except ObjectGoneError:  # deleted: a base that holds it hid it
+                    pass
+        if not current.live:
+            if rows.empty:
+                return _Merged(symbol, year, None, 0, 0, False)
+            return _Merged(symbol, year, rows, len(rows), 0, False, delta=atomic)
+        after = None
+        if key == ["symbol", "date"] and "date" in rows.columns and not force and len(rows):
+            after = _rows_after(current, rows, key)
+        old = self._read_partition(current)
+        # a merge of overlapping files writes them as one even when the rows add nothing
+        rewrite = (force or current.overlapping) and not atomic
+        if rows.empty:
+            return _Merged(symbol, year, old if rewrite else None, 0, 0, False, horizon=horizon)
+        if after is not None and len(after):  # compaction: the new days follow the stored ones
+            merged = pd.concat([old, after], ignore_index=True)
+            return _Merged(symbol, year, merged, len(after), 0, False, horizon=horizon)
+        # vectorised key matching: the merge runs once per partition of a daily run
+        old_keys, new_keys = _key_hash(old, key), _key_hash(rows, key)
+        stored = np.isin(new_keys, old_keys)
+        same = np.zeros(len(rows), dtype=bool)
+        if stored.any():
+            fresh = rows[stored]
+            prior = old.iloc[pd.Index(old_keys).get_indexer(new_keys[stored])]
+            equal = np.ones(len(fresh), dtype=bool)
+            for c in (c for c in fresh.columns if c in old.columns and c not in key):
+                a, b = prior[c].to_numpy(), fresh[c].to_numpy()
+                equal &= (a == b) | (pd.isna(a) & pd.isna(b))
+            same[np.flatnonzero(stored)[equal]] = True
+        differs = stored & ~same
+        n_new = int((~stored).sum())
+        if n_new == 0 and not differs.any():
+            return _Merged(symbol, year, old if rewrite else None, 0, 0, False, horizon=horizon)
+        changed = set(rows.loc[differs, key].itertuples(index=False, name=None))
+        mismatch = bool(frozen & changed)
+        if atomic:  # only what changes, into the one object readers see whole or not at all
+            return _Merged(
+                symbol, year, rows[~same], n_new, int(differs.sum()), mismatch, delta=True
+            )
+        keep = old[~np.isin(old_keys, new_keys)]
+        merged = pd.concat([keep, rows], ignore_index=True)
+        return _Merged(symbol, year, merged, n_new, int(differs.sum()), mismatch, horizon=horizon)
+
+    def _put(
+        self,
+        prefix: str,
+        todo: Sequence[_Merged],
+        key: Sequence[str],
+        state: Mapping[Slot, _Partition],
+    ) -> dict[Slot, PartFile]:
+        """PUT the merged partitions: one new base each, all the deltas as ONE shared object.
+
+        Every new file's version is newer than every file listed in its partitions, and each
+        row written for the first time (or changed) gets that version. Nothing is deleted here.
+        """
+
+        def name(kind: str, version: str, rows: pd.DataFrame, suffix: str) -> str:
+            day = _naive_day(rows[_date_column(rows)])
+            return f"{kind}-{version}_{day.min():%Y%m%d}_{day.max():%Y%m%d}_{len(rows)}{suffix}"
+
+        def sort(rows: pd.DataFrame) -> pd.DataFrame:
+            return rows.sort_values(["symbol", _date_column(rows)]).reset_index(drop=True)
+
+        def write_base(m: _Merged) -> tuple[Slot, PartFile]:
+            assert m.frame is not None
+            current = state.get((m.symbol, m.year))
+            version = _new_version(current.version if current else None)
+            rows = _stamp(sort(m.frame), version)
             tail = (
                 f"_{_row_digest(rows, len(rows) - 1, ('symbol', 'date'))}"
-                if column == "date" and len(rows)
+                if "date" in rows.columns
                 else ""
             )
-            version = _new_version(current.version if current else None)
-            name = file_name("part", version, rows, year, tail)
-            key = f"{prefix}/year={year}/symbol={encode_symbol(symbol)}/{name}"
-            self.put_bytes(key, _to_parquet(rows))
+            folder = f"{prefix}/year={m.year}/symbol={encode_symbol(m.symbol)}"
+            path = f"{folder}/{name('part', version, rows, tail)}_h{m.horizon}.parquet"
+            self.put_bytes(path, _to_parquet(rows, key))
+            part = self._parse(prefix, path)
+            assert part is not None
+            return (m.symbol, m.year), part
 
-        self._map(write_base, [g for g in groups if not g[2]])
-        deltas = [(slot, rows) for slot, rows, delta in groups if delta]
+        written = dict(self._map(write_base, [m for m in todo if not m.delta]))
+        deltas = [m for m in todo if m.delta]
         if deltas:
-            rows = pd.concat([r for _, r in deltas], ignore_index=True)
-            rows = rows.sort_values(["symbol", column]).reset_index(drop=True)
-            # after every file of every partition it appends to
-            after = max((state[s].version for s, _ in deltas if s in state), default=None)
-            name = file_name("delta", _new_version(after), rows, 0, "")
-            key = f"{prefix}/{_SHARED_DIR}/{name}"
-            self.put_bytes(key, _to_parquet(rows))
-            self._shared_frames[key] = rows
-
-        # the swap: only after every new file is in place may the old ones go
-        rebased = {slot for slot, _, delta in groups if not delta}
-        stale = [
-            p.key
-            for p in superseded
-            if not p.shared
-            and (
-                drop_untouched
-                or (p.symbol, p.year) in rebased
-                or (
-                    (p.symbol, p.year) in slots
-                    and p not in getattr(state.get((p.symbol, p.year)), "live", [])
-                )
+            slots = [(m.symbol, m.year) for m in deltas]
+            # newer than every file of every partition it appends to
+            after = max((state[s].version for s in slots if s in state), default=None)
+            version = _new_version(after)
+            rows = _stamp(sort(pd.concat([m.frame for m in deltas], ignore_index=True)), version)
+            path = f"{prefix}/{_SHARED_DIR}/{name('delta', version, rows, '')}.parquet"
+            data = _to_parquet(rows, key)
+            self.put_bytes(path, data)
+            self._shared_frames[path] = _from_parquet(data)
+            written.update(
+                {
+                    (p.symbol, p.year): p
+                    for p in self._shared_parts(path)
+                    if (p.symbol, p.year) in slots
+                }
             )
-        ]
-        self.delete_keys(stale + self._dead_shared(prefix, superseded, state, rebased))
-        return len(groups)
+        return written
+
+    def _collect(
+        self, prefix: str, done: Mapping[Slot, PartFile], after: Mapping[Slot, _Partition]
+    ) -> None:
+        """Delete the files that a safe base hides, in the partitions of a complete write.
+
+        A base is safe once a LIST after its PUT shows no newer file in its partition (ours
+        passed that check): no merge can then hide it without reading it, so the rows of the
+        files it hides stay readable through it. A shared delta object goes once every
+        (symbol, year) it holds is hidden by a safe base.
+        """
+        stale: list[str] = []
+        shared: set[str] = set()
+        for slot in done:
+            state = after.get(slot)
+            if state is None:
+                continue
+            for f in state.files:
+                if _hidden_by_safe_base(f, state):
+                    if f.shared:
+                        shared.add(f.key)
+                    else:
+                        stale.append(f.key)
+        self.delete_keys(stale + self._dead_shared(prefix, shared, after))
 
     def _dead_shared(
-        self,
-        prefix: str,
-        listed: Sequence[PartFile],
-        state: dict[tuple[str, int], _Partition],
-        rebased: set[tuple[str, int]],
+        self, prefix: str, keys: Iterable[str], known: Mapping[Slot, _Partition]
     ) -> list[str]:
-        """Shared delta objects none of whose (symbol, year) rows are live any more.
+        """The shared delta objects among ``keys`` whose every (symbol, year) part a safe base
+        hides.
 
-        Rows of symbols this write did not list (another batch's) are checked with one more
-        listing of those symbols, only for objects whose other rows are all superseded. Bases
-        only ever get newer, so "superseded" stays true once seen.
+        Parts of partitions ``known`` does not cover (another batch's symbols, older years)
+        are checked with one more listing of those symbols, only for objects whose other parts
+        are all hidden.
         """
-        versions = {p.key: p.version for p in listed if p.shared}
-        held = {key: self._shared_parts(key) for key in versions}
 
-        def superseded(p: PartFile, known: dict[tuple[str, int], _Partition]) -> bool:
+        def hidden(p: PartFile, state: Mapping[Slot, _Partition]) -> bool:
             slot = (p.symbol, p.year)
-            base = known[slot].base if slot in known else None
-            return slot in rebased or (base is not None and base.version > versions[p.key])
+            return slot in state and _hidden_by_safe_base(p, state[slot])
 
+        held = {key: self._shared_parts(key) for key in keys}
         candidates = {
-            key: [p for p in parts if (p.symbol, p.year) not in state]
+            key: [p for p in parts if (p.symbol, p.year) not in known]
             for key, parts in held.items()
-            if all(superseded(p, state) for p in parts if (p.symbol, p.year) in state)
+            if parts and all(hidden(p, known) for p in parts if (p.symbol, p.year) in known)
         }
         others = sorted({p.symbol for parts in candidates.values() for p in parts})
-        more = self._partitions(self._parts(prefix, others)) if others else {}
-        return [
-            key for key, unknown in candidates.items() if all(superseded(p, more) for p in unknown)
-        ]
+        more = partitions(self._parts(prefix, others)) if others else {}
+        return [key for key, unknown in candidates.items() if all(hidden(p, more) for p in unknown)]
 
     def delete_keys(self, keys: Sequence[str]) -> None:
         """Delete objects (1000 per request); a key that cannot be deleted is logged, not raised."""
@@ -1139,5 +1579,10 @@ class Store:
 
         try:
             return fn()
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            error = StoreError
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                error = ObjectGoneError
+            raise error(f"s3://{self.bucket}: {what} failed: {exc}") from exc
+        except BotoCoreError as exc:
             raise StoreError(f"s3://{self.bucket}: {what} failed: {exc}") from exc

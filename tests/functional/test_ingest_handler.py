@@ -34,6 +34,10 @@ class LambdaContext:
         "arn:aws:lambda:us-east-1:123456789012:function:stockml-dev-IngestFunction"
     )
     aws_request_id: str = "da658bd3-2d6f-4e7b-8ec2-937234644fdc"
+    remaining_ms: int = 900_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
 
 
 def load_event(name: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from an in-memory history that a test can change between runs (new day, split, o
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import date
 
@@ -217,6 +218,38 @@ def test_a_dividend_changing_only_adj_close_re_adjusts(store: Store) -> None:
     stored = store.read_bars(["KO"])
     assert (stored["adj_close"] / stored["close"]).round(6).nunique() == 1
     pd.testing.assert_frame_equal(stored, after.reset_index(drop=True), check_dtype=False)
+
+
+def test_a_shorter_re_fetch_keeps_the_older_rows_rescaled(store: Store) -> None:
+    # GIVEN 105 stored sessions up to Friday
+    before = make_bars("NVDA", "2024-02-05", "2024-07-05", base=1000.0)
+    assert len(before) == 105
+    store.upsert_bars(before)
+    # AND, after a 10:1 split on Monday, a vendor that serves only its last 7 sessions
+    after = make_bars("NVDA", "2024-02-05", "2024-07-08", base=1000.0)
+    after[["open", "high", "low", "close", "adj_close"]] /= 10
+    after["volume"] *= 10
+    vendor = ScriptedProvider({"NVDA": after.tail(7).reset_index(drop=True)})
+
+    # WHEN ingestion runs Monday evening
+    report = ingest(store, vendor, ["NVDA"], start="2024-02-05", now=MONDAY_EVENING)
+
+    # THEN no stored day is lost: the 6 days the vendor sent again are its rows, the 99 older
+    # ones are kept and rescaled by the split, and the new day is added
+    stored = store.read_bars(["NVDA"])
+    assert len(stored) == 106 and not stored.duplicated(["date"]).any()
+    cols = ["date", "open", "high", "low", "close", "adj_close", "volume"]
+    pd.testing.assert_frame_equal(stored[cols], after[cols], check_dtype=False)
+    assert stored["close"].pct_change().dropna().abs().max() < 0.05  # continuous
+    # AND the run reports it, and the adjustment is recorded in the store
+    symbol = report.symbols[0]
+    assert symbol.error is None and symbol.readjusted
+    assert symbol.adjustment is not None
+    assert (symbol.adjustment["kept"], symbol.adjustment["replaced"]) == (99, 6)
+    assert symbol.adjustment["price_factor"] == pytest.approx(0.1)
+    records = store.list_keys("raw/_adjustments/symbol=NVDA/")
+    assert len(records) == 1
+    assert json.loads(store.get_bytes(records[0]))["kept"] == 99
 
 
 def test_plan_batches_covers_the_universe_once() -> None:

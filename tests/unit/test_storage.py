@@ -99,12 +99,15 @@ def test_crash_between_write_and_swap_loses_nothing(
         back.set_index("date").loc["2023-06-30", "close"]
         == update.set_index("date").loc["2023-06-30", "close"]
     )
-    # AND the next upsert of that partition (a delta) removes the leftover old base
+    # AND the next merge of that partition removes the leftover old base (an append keeps it:
+    # only the newest base of a partition is trusted to hold what it hides)
     leftover = min(store.list_keys("raw/year=2023/symbol=AAPL/"))
     store.upsert_bars(make_bars("AAPL", "2023-08-01", "2023-08-02"))
+    assert leftover in store.list_keys("raw/year=2023/symbol=AAPL/")
+    assert store.compact(symbols=["AAPL"]) == 1
     keys = store.list_keys("raw/year=2023/symbol=AAPL/")
     assert leftover not in keys and len(keys) == 1
-    assert len(store.list_keys("raw/_delta/")) == 1
+    assert store.list_keys("raw/_delta/") == []
     assert len(store.read_bars(["AAPL"])) == len(expected_days) + 2
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from stockml.calendar import sessions
 from stockml.errors import StoreError
 from stockml.settings import StoreSettings
 from stockml.storage import MAX_DELTAS, Store
@@ -185,10 +184,11 @@ def test_crash_during_compaction_before_the_swap_loses_nothing(
     expected = history.iloc[: n + MAX_DELTAS + 1].reset_index(drop=True)
     pd.testing.assert_frame_equal(store.read_bars(["MSFT"]), expected, check_dtype=False)
     assert store.summary().set_index("symbol").loc["MSFT", "rows"] == len(expected)
-    # AND the next day (a plain delta) removes the leftovers
+    # AND after the next day (a plain delta), the next merge removes the leftovers
     _append_day(store, history, days[n + MAX_DELTAS + 1])
+    assert store.compact(symbols=["MSFT"]) == 1
     assert len(store.list_keys(PARTITION)) == 1
-    assert len(store.list_keys(SHARED)) == 1
+    assert store.list_keys(SHARED) == []
     assert len(store.read_bars(["MSFT"])) == len(expected) + 1
 
 
@@ -219,25 +219,60 @@ def test_crash_while_writing_a_delta_keeps_the_previous_data(
     assert len(back) == n + 2 and not back.duplicated(["symbol", "date"]).any()
 
 
-def test_replace_bars_hides_older_deltas(store: Store, history: pd.DataFrame) -> None:
-    # GIVEN January and two appended days
-    days = _days(history)
-    n = int((history["date"] < "2024-02-01").sum())
-    store.upsert_bars(history.iloc[:n])
-    _append_day(store, history, days[n])
-    _append_day(store, history, days[n + 1])
+def test_an_atomic_upsert_is_one_object_across_years_then_compacted(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a history over two years (two partitions) and one appended day
+    hist = make_bars("MSFT", "2023-11-01", "2024-02-29")
+    n = int((hist["date"] < "2024-02-01").sum())
+    store.upsert_bars(hist.iloc[:n])
+    _append_day(store, hist, hist["date"].iloc[n])
 
-    # WHEN the whole history is replaced by a re-adjusted one
-    adjusted = history.iloc[: n + 2].copy()
+    # WHEN every stored day is re-adjusted in one atomic upsert
+    adjusted = hist.iloc[: n + 1].copy()
     adjusted[["open", "high", "low", "close", "adj_close"]] /= 2
-    store.replace_bars("MSFT", adjusted)
+    puts: list[str] = []
+    real = store.put_bytes
+    monkeypatch.setattr(store, "put_bytes", lambda k, d: (puts.append(k), real(k, d))[1])
+    report = store.upsert_bars(adjusted, atomic=True)
+    monkeypatch.undo()
 
-    # THEN only the new values are read, each day once, in one base file
+    # THEN it was ONE object (readers see all of it or none), read over the old files
+    assert len(puts) == 1 and puts[0].startswith(SHARED)
+    assert report.rows_changed == n + 1 and report.rows_new == 0
     pd.testing.assert_frame_equal(
         store.read_bars(["MSFT"]), adjusted.reset_index(drop=True), check_dtype=False
     )
-    assert len(store.list_keys(PARTITION)) == 1
-    assert sessions("2024-01-02", days[n + 1])[-1] == store.last_dates()["MSFT"]
+    assert store.summary().set_index("symbol").loc["MSFT", "rows"] == n + 1
+    # AND compaction leaves one base per year and no shared object, with the same rows
+    assert store.compact(symbols=["MSFT"]) == 2
+    assert len(store.list_keys("raw/year=2023/symbol=MSFT/")) == 1
+    assert len(store.list_keys(PARTITION)) == 1 and store.list_keys(SHARED) == []
+    pd.testing.assert_frame_equal(
+        store.read_bars(["MSFT"]), adjusted.reset_index(drop=True), check_dtype=False
+    )
+
+
+def test_a_writer_finding_copies_of_its_days_merges_them(
+    store: Store, history: pd.DataFrame, store_settings: StoreSettings
+) -> None:
+    # GIVEN January, and the next two days appended by two writers that listed the same state
+    days = _days(history)
+    n = int((history["date"] < "2024-02-01").sum())
+    store.upsert_bars(history.iloc[:n])
+    listing = store.list_parts(symbols=["MSFT"], latest=True)
+    new = history.iloc[n - 1 : n + 2]
+    overlap = {("MSFT", days[n - 1])}
+    first = Store.from_settings(store_settings).upsert_bars(new, overlap, parts=listing)
+    second = Store.from_settings(store_settings).upsert_bars(new, overlap, parts=listing)
+
+    # THEN the second writer, finding the first one's copy after its PUT, merged both into
+    # one base in a second round
+    assert (first.attempts, second.attempts) == (1, 2)
+    assert len(store.list_keys(PARTITION)) == 1 and store.list_keys(SHARED) == []
+    pd.testing.assert_frame_equal(
+        store.read_bars(["MSFT"]), history.iloc[: n + 2].reset_index(drop=True), check_dtype=False
+    )
 
 
 def test_one_append_of_many_symbols_is_one_object_and_each_symbol_compacts_alone(
@@ -285,26 +320,3 @@ def test_one_append_of_many_symbols_is_one_object_and_each_symbol_compacts_alone
         store.upsert_bars(fix)
     assert store.list_keys(SHARED) == []
     assert len(store.read_bars()) == 3 * (n + 2)
-
-
-def test_replace_bars_hides_shared_delta_rows_of_a_dropped_year(store: Store) -> None:
-    # GIVEN two symbols appended together in 2024 (one shared delta object)
-    a = make_bars("AAA", "2023-11-01", "2024-01-31", base=10.0)
-    b = make_bars("BBB", "2023-11-01", "2024-01-31", base=20.0)
-    cut = int((a["date"] < "2024-01-31").sum())
-    store.upsert_bars(pd.concat([a.iloc[:cut], b.iloc[:cut]]))
-    last = a["date"].iloc[cut - 1]
-    store.upsert_bars(
-        pd.concat([a.iloc[cut - 1 :], b.iloc[cut - 1 :]]),
-        expect_unchanged={("AAA", last), ("BBB", last)},
-    )
-    assert len(store.list_keys(SHARED)) == 1
-
-    # WHEN AAA's history is replaced by one that ends in 2023
-    store.replace_bars("AAA", a[a["date"] < "2024-01-01"])
-
-    # THEN AAA has no 2024 row (its delta rows are hidden), BBB keeps all of its rows
-    back = store.read_bars()
-    assert back[back["symbol"] == "AAA"]["date"].max() < pd.Timestamp("2024-01-01")
-    assert len(back[back["symbol"] == "BBB"]) == len(b)
-    assert store.last_dates()["AAA"] < pd.Timestamp("2024-01-01")

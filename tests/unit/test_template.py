@@ -113,3 +113,26 @@ def test_ingestion_s3_access_is_limited_to_raw_and_quarantine(template: dict[str
     listing = next(s for s in statements if s["Action"] == "s3:ListBucket")
     assert sorted(listing["Condition"]["StringLike"]["s3:prefix"]) == ["quarantine/*", "raw/*"]
     assert not any(s["Action"] == "s3:*" or s.get("Resource") == "*" for s in statements)
+
+
+def test_the_ingest_message_markers_expire_where_the_function_writes_them(
+    template: dict[str, Any],
+) -> None:
+    # GIVEN where the ingest function keeps one marker per SQS message (default raw prefix)
+    from stockml.idempotency import marker_key
+    from stockml.storage import Store
+
+    folder = marker_key(Store("bucket"), "id").rsplit("/", 1)[0] + "/"
+    # THEN the data bucket's lifecycle expires exactly that folder, and the function may write it
+    rules = template["Resources"]["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert [r["Prefix"] for r in rules if r["Status"] == "Enabled"] == [folder]
+    statements = [
+        s
+        for policy in template["Resources"]["IngestFunction"]["Properties"]["Policies"]
+        if isinstance(policy, dict) and "Statement" in policy
+        for s in policy["Statement"]
+    ]
+    writable = [
+        r["Sub"] for s in statements if "s3:PutObject" in s["Action"] for r in s["Resource"]
+    ]
+    assert any(folder.startswith(r.split("}/", 1)[1].rstrip("*")) for r in writable)
