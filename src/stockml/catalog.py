@@ -11,9 +11,10 @@ creates two Glue tables in one database (awswrangler's catalog API):
 * ``<table>_delta``: the shared delta objects under ``<prefix>/_delta/`` (the newest daily
   appends, not yet folded into the partitions; storage.py's layout).
 
-The store's readers see, per ``(symbol, date)``, the row of the newest file, files being
-ordered by the version in their names (``part-<version>_...``, ``delta-<version>_...``);
-Athena reads every file, so the freshest view is that rule in SQL (:data:`LATEST_SQL`,
+The store's readers see, per ``(symbol, date)``, the copy with the newest **row version**
+(the ``_version`` column every stored row carries: the version of the write that gave it its
+values, kept through merges; ties are copies of one write, equal). Athena reads every file,
+superseded ones included, so the freshest view is that rule in SQL (:data:`LATEST_SQL`,
 README "Querying the data lake"). Column types come from the newest partition file.
 
 The projection's years and symbols are those stored when this runs: run it again (``stockml
@@ -46,14 +47,11 @@ SYMBOL_KEY = "symbol_key"
 # the newest row per (symbol, date) over a table and its deltas; {database}, {table}, {columns}
 LATEST_SQL = """\
 SELECT {columns} FROM (
-  SELECT *, row_number() OVER (
-    PARTITION BY symbol, date
-    ORDER BY regexp_extract(file, '(?:part|delta)-([0-9]{{20}}-[0-9a-f]{{8}})', 1) DESC
-  ) AS newest
+  SELECT *, row_number() OVER (PARTITION BY symbol, date ORDER BY "_version" DESC) AS newest
   FROM (
-    SELECT {columns}, "$path" AS file FROM "{database}"."{table}"
+    SELECT {columns}, "_version" FROM "{database}"."{table}"
     UNION ALL
-    SELECT {columns}, "$path" AS file FROM "{database}"."{table}_delta"
+    SELECT {columns}, "_version" FROM "{database}"."{table}_delta"
   )
 ) WHERE newest = 1"""
 
@@ -174,5 +172,5 @@ def _column_types(store: Store, key: str) -> dict[str, str]:
 
 def latest_sql(database: str, table: str, columns: list[str]) -> str:
     """The Athena query of a table's freshest rows (see :data:`LATEST_SQL`)."""
-    quoted = ", ".join(f'"{c}"' for c in columns)
+    quoted = ", ".join(f'"{c}"' for c in columns if c != "_version")
     return LATEST_SQL.format(database=database, table=table, columns=quoted)
