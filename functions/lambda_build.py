@@ -1,13 +1,13 @@
 """Build a Lambda function's zip folder whose heavy dependencies come from a layer.
 
-    python functions/lambda_build.py --requirements requirements.txt --python-version 3.11 \\
+    python functions/lambda_build.py --requirements requirements.txt --python-version 3.12 \\
         --target "$ARTIFACTS_DIR" [--source .]
 
 `sam build` runs it for the ingest and features functions (template.yaml: ``BuildMethod:
-makefile``, functions/Makefile). They run on python3.11 with the AWS SDK for pandas layer,
+makefile``, functions/Makefile). They run on python3.12 with the AWS SDK for pandas layer,
 which brings numpy, pandas and pyarrow (and the runtime brings boto3): SAM's default
 builder would install those again from the requirements' dependency tree, past Lambda's
-250 MB limit, and numpy's current wheels no longer fit python3.11's Amazon Linux 2.
+250 MB limit.
 
 So: resolve the requirements' whole tree for the function's platform (CPython
 ``--python-version``, manylinux wheels for Amazon Linux's glibc), drop what the layer and the
