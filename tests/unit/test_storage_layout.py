@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from stockml.storage import VERSION_COLUMN, PartFile, conflicts, fold, hides, partitions
+from stockml.storage.layout import VERSION_COLUMN, PartFile, conflicts, fold, hides, partitions
 
 
 def v(n: int) -> str:
