@@ -1,4 +1,10 @@
-"""Session-wide fixtures: one real moto_server (S3 over HTTP) for the whole run, shared data."""
+"""Session-wide fixtures: one real moto_server (S3 over HTTP) for the whole run, moto's in-process
+S3 for unit tests, shared data, a Lambda context.
+
+A test that uses a server fixture (``moto_server``, ``mlflow_server``) is marked
+``integration`` here, so ``make test-fast`` (``-m "not integration and not slow"``) never starts
+one.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +37,15 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+SERVER_FIXTURES = {"moto_server", "mlflow_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[LocalServer]:
     """One real moto_server for the session."""
@@ -49,6 +64,22 @@ def store_settings(moto_server: LocalServer) -> StoreSettings:
         Bucket=bucket
     )
     return StoreSettings(bucket=bucket, endpoint_url=moto_server.url)
+
+
+@pytest.fixture
+def mock_store_settings() -> Iterator[StoreSettings]:
+    """A fresh, empty bucket in moto's in-process S3 (``mock_aws``): no server, for unit tests.
+
+    Every botocore client created inside the test talks to it (the Store's included); the
+    serving Lambda's standard-library reader (``stockml.s3.S3Reader``) needs ``moto_server``.
+    """
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        bucket = f"test-{uuid.uuid4().hex[:12]}"
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=bucket)
+        yield StoreSettings(bucket=bucket, endpoint_url=None)
 
 
 @pytest.fixture
