@@ -17,6 +17,7 @@ import pytest
 
 from stockml.local import LocalServer, start_moto_server
 from stockml.settings import Settings, StoreSettings
+from utils.lambda_context import LambdaContext
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -100,3 +101,9 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSer
     server = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))
     yield server
     server.stop()
+
+
+@pytest.fixture
+def lambda_context() -> LambdaContext:
+    """The context the Lambda runtime passes a handler (a new request id per test)."""
+    return LambdaContext()
