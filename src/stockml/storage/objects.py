@@ -84,7 +84,11 @@ class S3Objects:
             region_name=self.region,
             config=Config(
                 max_pool_connections=self.max_workers + 4,
-                retries={"max_attempts": 5, "mode": "standard"},
+                # AWS_MAX_ATTEMPTS (or a profile's max_attempts) where set, as in every SDK
+                retries={
+                    "max_attempts": int(session.get_config_variable("max_attempts") or 5),
+                    "mode": "standard",
+                },
             ),
         )
 

@@ -62,6 +62,13 @@ atomic): a run that dies before a PUT completes leaves the store as it was; one 
 after leaves files that readers resolve as above (hidden, or folded) and that a later write
 deletes.
 
+A write cut short (a crash, an S3 error) leaves each symbol's days stored up to a point, never
+a later day without an earlier one: its PUTs go in date order, the shared delta object (rows
+after each partition's last day) first, then the new bases year by year, a year's only once
+every earlier year's are PUT. An incremental re-run fetches from each symbol's last stored
+day, so it completes the write; had a later year been stored while an earlier one failed, no
+re-run would ever fetch the missing year again.
+
 The limits of the algorithm (``MAX_DELTAS``, ``_ATTEMPTS``, ``_RETRY_PAUSE_S``) are
 attributes of the :mod:`stockml.storage` package, read at each use, so that a test or a
 benchmark sets them in one place.
@@ -77,6 +84,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import partial
+from itertools import groupby
 from pathlib import Path
 from typing import TypeVar
 
@@ -889,10 +897,11 @@ class Store:
         key: Sequence[str],
         state: Mapping[Slot, Partition],
     ) -> dict[Slot, PartFile]:
-        """PUT the merged partitions: one new base each, all the deltas as ONE shared object.
+        """PUT the merged partitions: all the deltas as ONE shared object, then one new base each.
 
         Every new file's version is newer than every file listed in its partitions, and each
         row written for the first time (or changed) gets that version. Nothing is deleted here.
+        A failed PUT stops the write: later years' bases are not PUT.
         """
 
         def write_base(m: Merged) -> tuple[Slot, PartFile]:
@@ -906,7 +915,7 @@ class Store:
             assert part is not None
             return (m.symbol, m.year), part
 
-        written = dict(self.objects.map(write_base, [m for m in todo if not m.delta]))
+        written: dict[Slot, PartFile] = {}
         deltas = [m for m in todo if m.delta]
         if deltas:
             slots = [(m.symbol, m.year) for m in deltas]
@@ -927,6 +936,11 @@ class Store:
                     if (p.symbol, p.year) in slots
                 }
             )
+        # the bases year by year, each year's once the previous year's are all PUT (see the
+        # module docstring: a write cut short leaves each symbol's days stored up to a point)
+        bases = sorted((m for m in todo if not m.delta), key=lambda m: m.year)
+        for _, year in groupby(bases, key=lambda m: m.year):
+            written.update(self.objects.map(write_base, list(year)))
         return written
 
     def _collect(
