@@ -6,7 +6,6 @@ the sample provider stands in for the vendors so the run is offline.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from stockml.local import LocalServer
 from stockml.settings import StoreSettings
 from stockml.storage import Store
 from utils.lambda_context import LambdaContext
+from utils.modules import load_file
 
 pytestmark = pytest.mark.integration
 
@@ -56,11 +56,7 @@ def handler(
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto_server.url)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "stockml")
     # loaded from its file, as Lambda loads app.py from the function's CodeUri
-    spec = importlib.util.spec_from_file_location("ingest_app", REPO / "functions/ingest/app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.lambda_handler
+    return load_file(REPO / "functions" / "ingest" / "app.py", "ingest_app").lambda_handler
 
 
 def test_schedule_plans_batches_and_the_sqs_worker_ingests_them(

@@ -7,31 +7,22 @@ against the session's serving bundle: the server, both load generators, the prob
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from stockml.settings import StoreSettings
+from utils.modules import load_file
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("load_benchmark", REPO / "benchmarks/load.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_api_under_uvicorn_workers_answers_a_short_load_without_errors(
     serving_store: StoreSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN the API under uvicorn with 2 workers, reading the session's bundle, no API key
-    load = _benchmark()
+    load = load_file(REPO / "benchmarks" / "load.py", "load_benchmark")
     monkeypatch.delenv("STOCKML_API_KEY", raising=False)
     env = {
         "STOCKML_STORE__BUCKET": serving_store.bucket,

@@ -9,7 +9,6 @@ oracle counts the rows a fresh reader sees against the provider's files.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from stockml.local import LocalServer
 from stockml.settings import Settings, StoreSettings
 from utils.faulty_proxy import FaultyProxy
 from utils.lambda_context import LambdaContext
+from utils.modules import load_file
 from utils.store_rows import assert_stored_exactly, universe, write_csv
 
 pytestmark = pytest.mark.integration
@@ -91,11 +91,7 @@ def _ingest_handler(
     monkeypatch.setenv("STOCKML_STORE__ENDPOINT_URL", str(store.endpoint_url))
     monkeypatch.setenv("STOCKML_INGEST__PROVIDERS", '["csv"]')
     monkeypatch.setenv("STOCKML_INGEST__CSV_PATH", str(csv_path))
-    spec = importlib.util.spec_from_file_location("ingest_app", REPO / "functions/ingest/app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(REPO / "functions" / "ingest" / "app.py", "ingest_app")
 
 
 def test_an_sqs_batch_cut_off_by_an_outage_after_its_write_is_done_by_the_redelivery(
