@@ -8,7 +8,7 @@ SAM_VENV ?= .venv-sam
 # the trees lint and format cover (dashboard/ once it exists)
 LINT_TREES := src tests functions training benchmarks .github $(wildcard dashboard)
 
-.PHONY: setup demo test lint security sam-venv sam bench clean
+.PHONY: setup demo test test-fast lint security sam-venv sam bench clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# the tests that start no server (moto's in-process mock_aws instead): while you work
+test-fast: setup
+	$(BIN)/python -m pytest -m "not integration and not slow"
 
 # ruff (lint + format) and mypy (files: pyproject.toml's [tool.mypy])
 lint: setup

@@ -121,7 +121,7 @@ def main() -> None:
             """Ingest up to ``last_day`` with a new Store (as in a new Lambda: nothing cached)."""
             provider.last_day = last_day
             fresh = Store(bucket, endpoint_url=server.url, max_workers=args.workers)
-            fresh._s3.meta.events.register("before-call.s3", count)
+            fresh.objects.client.meta.events.register("before-call.s3", count)
             t0 = time.perf_counter()
             report = ingest(
                 fresh,
@@ -156,7 +156,7 @@ def main() -> None:
 
             def writer() -> None:
                 fresh = Store(bucket, endpoint_url=server.url, max_workers=args.workers)
-                fresh._s3.meta.events.register("before-call.s3", count)
+                fresh.objects.client.meta.events.register("before-call.s3", count)
                 barrier.wait()
                 outcomes.append(
                     ingest(

@@ -35,6 +35,7 @@ COMMANDS: dict[str, list[str]] = {
     "sentiment": [],
     "train": [],
     "serve": [],
+    "load": [],
 }
 
 OPS: dict[str, Callable[[Any, Any], bool]] = {
@@ -90,6 +91,7 @@ FIGURES = [
     Figure("serve", "package_type", "==", "Zip", "the API's Lambda package"),
     Figure("serve", "artefact_mb", "<=", 250, "API zip, unzipped MB"),
     Figure("serve", "artefact_mb", "<=", 120, "API zip, unzipped MB (moonshot)"),
+    Figure("load", "errors", "==", 0, "failed requests, 60 s of uvicorn workers under load"),
 ]
 
 

@@ -18,15 +18,16 @@ from stockml.settings import Settings
 from stockml.storage import Store
 
 logger = Logger()
+# once per container (Lambda's init phase); every invocation reuses them
+settings = Settings()
+store = Store.from_settings(settings.store)
+config = FeatureConfig.from_yaml()
 
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings = Settings()
     symbols = None if event.get("detail-type") == "Scheduled Event" else event.get("symbols")
-    report = update_features(
-        Store.from_settings(settings.store), symbols, FeatureConfig.from_yaml()
-    )
+    report = update_features(store, symbols, config)
     logger.info("features updated", extra={"report": report.to_dict()})
     # the other symbols are written; a failed one fails the invocation: retries, alarms
     report.raise_for_errors()

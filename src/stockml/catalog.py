@@ -9,7 +9,7 @@ creates two Glue tables in one database (awswrangler's catalog API):
   stored symbols as they appear in the keys (Hive-escaped: ``^GSPC`` -> ``%5EGSPC``). The
   ``symbol`` column holds the ticker itself;
 * ``<table>_delta``: the shared delta objects under ``<prefix>/_delta/`` (the newest daily
-  appends, not yet folded into the partitions; storage.py's layout).
+  appends, not yet folded into the partitions; :mod:`stockml.storage.layout`).
 
 The store's readers see, per ``(symbol, date)``, the copy with the newest **row version**
 (the ``_version`` column every stored row carries: the version of the write that gave it its
@@ -37,11 +37,10 @@ import pandas as pd
 from stockml.errors import StoreError
 from stockml.s3 import encode_symbol
 from stockml.storage import Store
+from stockml.storage.layout import SHARED_DIR, VERSION_COLUMN
 
 logger = logging.getLogger(__name__)
 
-# the folder of the shared delta objects inside a table (storage.py's layout)
-DELTA_FOLDER = "_delta"
 # the partition key that names the symbol folder; ``symbol`` is the data column
 SYMBOL_KEY = "symbol_key"
 # the newest row per (symbol, date) over a table and its deltas; {database}, {table}, {columns}
@@ -149,7 +148,7 @@ def register_tables(
             wr.catalog.create_parquet_table(
                 database=database,
                 table=f"{name}_delta",
-                path=f"{location}{DELTA_FOLDER}/",
+                path=f"{location}{SHARED_DIR}/",
                 columns_types=columns,
                 description=f"stockml {prefix}/ shared delta objects (newest daily appends)",
                 mode="overwrite",
@@ -172,5 +171,5 @@ def _column_types(store: Store, key: str) -> dict[str, str]:
 
 def latest_sql(database: str, table: str, columns: list[str]) -> str:
     """The Athena query of a table's freshest rows (see :data:`LATEST_SQL`)."""
-    quoted = ", ".join(f'"{c}"' for c in columns if c != "_version")
+    quoted = ", ".join(f'"{c}"' for c in columns if c != VERSION_COLUMN)
     return LATEST_SQL.format(database=database, table=table, columns=quoted)

@@ -173,7 +173,7 @@ def main(
             logging.getLogger(name).setLevel(logging.WARNING)
 
 
-# === ingestion (issue [1/6]) ===
+# === ingestion ===
 
 LOCAL_STATE = Path(".stockml") / "local.json"
 DEFAULT_LOCAL_PORT = 5055
@@ -507,7 +507,7 @@ def _answers(url: object) -> bool:
     return True
 
 
-# === features (issue [2/6]) ===
+# === features ===
 
 
 @app.command()
@@ -582,7 +582,7 @@ def catalog(
         )
 
 
-# === training and evaluation (issue [3/6]) ===
+# === training and evaluation ===
 
 
 def _symbol_list(symbols: str | None) -> list[str] | None:
@@ -791,7 +791,7 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-# === serving (issue [4/6]) ===
+# === serving ===
 
 
 @app.command()

@@ -55,5 +55,9 @@ class ModelError(StockmlError):
     """Training, export or loading of a model failed."""
 
 
+class TrackingError(StockmlError):
+    """The MLflow tracking server did not answer, or failed while a training was logged."""
+
+
 class BundleError(ModelError):
     """A serving bundle is missing, incomplete or corrupt (sha256 mismatch)."""

@@ -26,8 +26,9 @@ stored. :meth:`IngestReport.raise_for_errors` then raises so that scheduled runs
 (Lambda retries, DLQ, alarms).
 
 The fan-out: the schedule's "planner" call splits the universe into batches of
-``ingest.batch_size`` symbols and sends one SQS message per batch; each message is then one
-"batch" invocation (:func:`ingest_sqs_records`).
+``ingest.batch_size`` symbols and sends one SQS message per batch; each message is then
+ingested once by :func:`ingest_sqs_message` (the Lambda handler answers SQS with the messages
+that failed).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import pandas as pd
 
 from stockml.calendar import last_completed_session, sessions
 from stockml.errors import IngestError, StockmlError
-from stockml.idempotency import DEFAULT_LEASE_S, AlreadyRunningError, Once, run_once
+from stockml.idempotency import DEFAULT_LEASE_S, Once, run_once
 from stockml.providers.base import Provider
 from stockml.s3 import encode_symbol
 from stockml.schemas import is_index, off_session, validate_bars
@@ -472,39 +473,6 @@ def enqueue_universe(settings: Settings, sqs: Any | None = None) -> dict[str, An
     return {"batches": len(batches), "symbols": sum(map(len, batches)), "queue_url": queue_url}
 
 
-def ingest_sqs_records(
-    records: Sequence[dict[str, Any]],
-    settings: Settings,
-    now: pd.Timestamp | None = None,
-    lease_s: float = DEFAULT_LEASE_S,
-) -> dict[str, Any]:
-    """The batch worker: ingest the symbols of each SQS message, once per message.
-
-    Args:
-        records: the SQS event's ``Records``.
-        settings: store and providers.
-        now: the current time (default: now).
-        lease_s: how long this invocation may still run (Lambda: its remaining time).
-
-    Returns:
-        The SQS partial-batch answer ``{"batchItemFailures": [{"itemIdentifier": id}, ...]}``:
-        a message with any failed symbol, or one that another delivery is processing right
-        now, is returned to the queue (retried, then sent to the DLQ); the others are deleted.
-    """
-    store = Store.from_settings(settings.store)
-    failures: list[dict[str, str]] = []
-    for record in records:
-        try:
-            ingest_sqs_message(record, settings, store, now=now, lease_s=lease_s)
-        except AlreadyRunningError as exc:
-            logger.warning("SQS message %s: %s", record.get("messageId"), exc)
-            failures.append({"itemIdentifier": record["messageId"]})
-        except (StockmlError, KeyError, ValueError) as exc:
-            logger.error("SQS message %s failed: %s", record.get("messageId"), exc)
-            failures.append({"itemIdentifier": record["messageId"]})
-    return {"batchItemFailures": failures}
-
-
 def ingest_sqs_message(
     record: dict[str, Any],
     settings: Settings,
@@ -515,8 +483,16 @@ def ingest_sqs_message(
     """Ingest one SQS message's batch unless a delivery of the same message did or does.
 
     Idempotent per message id (:func:`stockml.idempotency.run_once`): a redelivery while the
-    first delivery runs raises :class:`AlreadyRunningError`; one after it finished returns
-    that delivery's totals (``ran`` False) without fetching or writing anything.
+    first delivery runs raises :class:`~stockml.idempotency.AlreadyRunningError`; one after it
+    finished returns that delivery's totals (``ran`` False) without fetching or writing
+    anything. Any exception means: return the message to the queue (SQS retries it later).
+
+    Args:
+        record: one SQS record (``messageId``, ``body``) as Lambda delivers it.
+        settings: providers and ingestion settings.
+        store: where the bars and the message's marker are written.
+        now: the current time (default: now).
+        lease_s: how long this delivery may still run (Lambda: its remaining time).
 
     Raises:
         AlreadyRunningError: another delivery is processing it.

@@ -27,7 +27,7 @@ from stockml.bundle import (
     publish_bundle,
     read_champion_version,
 )
-from stockml.errors import BundleError, StoreError
+from stockml.errors import BundleError, StoreError, TrackingError
 from stockml.evaluation import Forecasts
 from stockml.gate import Champion
 from stockml.model_config import ModelConfig
@@ -189,6 +189,9 @@ def run_training(
 ) -> dict[str, Any]:
     """The training job: store -> features -> train -> MLflow -> bundle in the store.
 
+    MLflow first, the store last: when MLflow is unreachable the job fails before it trains,
+    and when MLflow fails during the logging nothing is published (:class:`TrackingError`).
+
     Args:
         settings: the process's Settings (store, mlflow names).
         symbols: tickers to train on (default: ``default_symbols``).
@@ -202,11 +205,17 @@ def run_training(
 
     Returns:
         A summary: version, gate, aliases, keys written, headline metrics.
+
+    Raises:
+        TrackingError: MLflow did not answer before the training, or failed while logging it
+            (then nothing was published).
     """
     from stockml.settings import find_config_dir
     from stockml.storage import Store
-    from stockml.tracking import log_training, scratch_dir
+    from stockml.tracking import check_tracking, log_training, scratch_dir
 
+    if tracking_uri:
+        check_tracking(tracking_uri)  # an unreachable MLflow fails the job now, not after it
     feature_config, config = _configs(config)
     store = Store.from_settings(settings.store)
     symbols = symbols or default_symbols(settings, feature_config)
@@ -221,15 +230,25 @@ def run_training(
             if folder
             else []
         )
-        record = log_training(
-            result,
-            config,
-            tracking_uri,
-            settings.mlflow.experiment,
-            settings.mlflow.registered_model,
-            config_files=files,
-            log_models=log_models,
-        )
+        from mlflow.exceptions import MlflowException
+
+        try:
+            record = log_training(
+                result,
+                config,
+                tracking_uri,
+                settings.mlflow.experiment,
+                settings.mlflow.registered_model,
+                config_files=files,
+                log_models=log_models,
+            )
+        except MlflowException as exc:
+            # the bundle goes to the store only once MLflow holds its run: nothing half-done
+            raise TrackingError(
+                f"MLflow at {tracking_uri} failed while logging bundle {result.version}: {exc}. "
+                "Nothing was published: the bundle is not in the store and the champion is "
+                "unchanged; train again once MLflow answers"
+            ) from exc
     keys = publish_bundle(
         store, result.bundle_dir, result.version, result.gate.passed, result.gate.summary
     )

@@ -221,6 +221,28 @@ def _log_models(result: TrainResult) -> None:
         )
 
 
+def check_tracking(tracking_uri: str) -> None:
+    """Fail now, with a clear error, unless the MLflow server at ``tracking_uri`` answers.
+
+    The training job calls it before it trains, not to find out after hours of training that
+    the run cannot be logged. MLflow's client retries a failed request
+    (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, default 7, with backoff) and waits
+    ``MLFLOW_HTTP_REQUEST_TIMEOUT`` seconds (default 120) for each answer.
+
+    Raises:
+        TrackingError: the server could not be reached or refused the request.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from stockml.errors import TrackingError
+
+    try:
+        MlflowClient(tracking_uri).search_experiments(max_results=1)
+    except MlflowException as exc:
+        raise TrackingError(f"MLflow at {tracking_uri} does not answer: {exc}") from exc
+
+
 def log_training(
     result: TrainResult,
     config: ModelConfig,

@@ -11,7 +11,6 @@ import sys
 import textwrap
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 from stockml.inference import bundle_loads
 from stockml.settings import StoreSettings
 from utils.api_fixtures import API_KEY
+from utils.lambda_context import LambdaContext, context_source
 from utils.serving_bundle import BuiltBundle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,16 +29,6 @@ EVENTS = REPO / "events"
 pytestmark = pytest.mark.integration
 
 ENDPOINTS = ["root", "health", "version", "symbols", "predict", "plot", "metrics", "metrics_prom"]
-
-
-@dataclass
-class LambdaContext:
-    """The attributes of the Lambda runtime's context object that Mangum and Powertools read."""
-
-    function_name: str = "stockml-api"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:stockml-api"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 def event(name: str, version: str) -> dict[str, Any]:
@@ -202,16 +192,12 @@ def test_a_fresh_container_serves_without_pandas_or_botocore(serving_store: Stor
         app = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(app)
 
-        class Context:
-            function_name = "stockml-api"
-            memory_limit_in_mb = 1024
-            invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:stockml-api"
-            aws_request_id = "cold"
+        {context_source("stockml-api", "cold")}
 
         statuses = {{}}
         for name in {ENDPOINTS!r}:
             event = json.load(open(f"events/api_{{name}}_v2.json"))
-            statuses[name] = app.handler(event, Context())["statusCode"]
+            statuses[name] = app.handler(event, context)["statusCode"]
         # (Powertools imports botocore's light top package only; its session is the cost)
         heavy = ["pandas", "pyarrow", "botocore.session", "boto3", "exchange_calendars", "torch"]
         print(json.dumps({{"statuses": statuses, "imported": [m for m in heavy if m in sys.modules]}}))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from stockml.features.pipeline import update_features
 from stockml.local import LocalServer
 from stockml.settings import StoreSettings
 from stockml.storage import Store
+from utils.lambda_context import LambdaContext
 from utils.sample_data import sample_bars
 
 pytestmark = pytest.mark.integration
@@ -149,13 +149,3 @@ def test_the_scheduled_lambda_fails_loudly_after_writing_the_good_symbols(
     # THEN it failed (retries, alarms) after writing the symbols that could be computed
     written = store_with_bad_symbols.last_dates(store_with_bad_symbols.features_prefix)
     assert set(written) == {"MSFT", "^GSPC", "^IXIC"}
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "stockml-dev-FeaturesFunction"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = (
-        "arn:aws:lambda:us-east-1:123456789012:function:stockml-dev-FeaturesFunction"
-    )
-    aws_request_id: str = "0c7f3c1e-6f55-4bb9-8d0e-5a2b7a6a3d11"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from stockml.local import LocalServer
 from stockml.settings import StoreSettings
 from stockml.storage import Store
 from stockml.window import FeatureWindow, window_key, windows_prefix
+from utils.lambda_context import LambdaContext
 from utils.sample_data import sample_bars
 
 pytestmark = pytest.mark.integration
@@ -140,16 +140,6 @@ def test_the_window_carries_each_rows_raw_bar(store_settings: StoreSettings, his
     assert window.bars is not None
     np.testing.assert_array_equal(window.bars, rows[["open", "high", "low", "volume"]].to_numpy())
     np.testing.assert_array_equal(window.close, rows["close"].to_numpy())
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "stockml-dev-FeaturesFunction"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = (
-        "arn:aws:lambda:us-east-1:123456789012:function:stockml-dev-FeaturesFunction"
-    )
-    aws_request_id: str = "0c7f3c1e-6f55-4bb9-8d0e-5a2b7a6a3d11"
 
 
 def load_handler() -> Any:

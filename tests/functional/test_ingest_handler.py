@@ -6,9 +6,8 @@ the sample provider stands in for the vendors so the run is offline.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from dataclasses import dataclass
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,28 +15,17 @@ import boto3
 import pytest
 
 from stockml.errors import IngestError
+from stockml.idempotency import marker_key
 from stockml.local import LocalServer
 from stockml.settings import StoreSettings
 from stockml.storage import Store
+from utils.lambda_context import LambdaContext
+from utils.modules import load_file
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "stockml-dev-IngestFunction"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = (
-        "arn:aws:lambda:us-east-1:123456789012:function:stockml-dev-IngestFunction"
-    )
-    aws_request_id: str = "da658bd3-2d6f-4e7b-8ec2-937234644fdc"
-    remaining_ms: int = 900_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -68,24 +56,21 @@ def handler(
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", moto_server.url)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "stockml")
     # loaded from its file, as Lambda loads app.py from the function's CodeUri
-    spec = importlib.util.spec_from_file_location("ingest_app", REPO / "functions/ingest/app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.lambda_handler
+    return load_file(REPO / "functions" / "ingest" / "app.py", "ingest_app").lambda_handler
 
 
 def test_schedule_plans_batches_and_the_sqs_worker_ingests_them(
     handler,
     store_settings: StoreSettings,
     moto_server: LocalServer,
-    queue_url: str,  # type: ignore[no-untyped-def]
+    queue_url: str,
+    lambda_context: LambdaContext,  # type: ignore[no-untyped-def]
 ) -> None:
     # GIVEN the scheduled EventBridge event
     event = load_event("ingest_schedule.json")
 
     # WHEN the planner runs
-    planned = handler(event, LambdaContext())
+    planned = handler(event, lambda_context)
 
     # THEN the 4-symbol universe is on the queue as 2 batches of 2
     assert planned["batches"] == 2 and planned["symbols"] == 4
@@ -101,7 +86,7 @@ def test_schedule_plans_batches_and_the_sqs_worker_ingests_them(
     batch["Records"] = [
         {**template, "messageId": m["MessageId"], "body": m["Body"]} for m in messages
     ]
-    answer = handler(batch, LambdaContext())
+    answer = handler(batch, lambda_context)
 
     # THEN no message failed and every symbol is in the store
     assert answer == {"batchItemFailures": []}
@@ -110,13 +95,31 @@ def test_schedule_plans_batches_and_the_sqs_worker_ingests_them(
     assert (stored["first"] >= "2017-06-01").all() and (stored["rows"] > 0).all()
 
 
-def test_sqs_event_reports_only_the_failing_message(handler, store_settings: StoreSettings) -> None:  # type: ignore[no-untyped-def]
+def test_the_settings_are_read_once_per_container(
+    handler,
+    monkeypatch: pytest.MonkeyPatch,
+    lambda_context: LambdaContext,  # type: ignore[no-untyped-def]
+) -> None:
+    # GIVEN a container started with batches of 2 symbols
+    # WHEN its environment changes afterwards (Lambda's never does within a container)
+    monkeypatch.setenv("STOCKML_INGEST__BATCH_SIZE", "1")
+    planned = handler(load_event("ingest_schedule.json"), lambda_context)
+
+    # THEN its invocations use the settings it read at start: 4 symbols in 2 batches
+    assert planned["batches"] == 2
+
+
+def test_sqs_event_reports_only_the_failing_message(
+    handler,
+    store_settings: StoreSettings,
+    lambda_context: LambdaContext,  # type: ignore[no-untyped-def]
+) -> None:
     # GIVEN the recorded SQS batch, with a second message for a symbol no provider knows
     event = load_event("ingest_sqs_batch.json")
     event["Records"][1]["body"] = json.dumps({"symbols": ["NOSUCH", "^VIX"]})
 
     # WHEN the worker handles it
-    answer = handler(event, LambdaContext())
+    answer = handler(event, lambda_context)
 
     # THEN only that message goes back to the queue (retry, then DLQ), the other one is done
     assert answer == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["messageId"]}]}
@@ -124,13 +127,41 @@ def test_sqs_event_reports_only_the_failing_message(handler, store_settings: Sto
     assert stored == {"MSFT", "^GSPC", "^VIX"}  # ^VIX of the failing batch is not lost
 
 
-def test_manual_event_ingests_now_and_is_idempotent(handler, store_settings: StoreSettings) -> None:  # type: ignore[no-untyped-def]
+def test_a_message_another_delivery_holds_goes_back_to_the_queue(
+    handler,
+    store_settings: StoreSettings,
+    lambda_context: LambdaContext,  # type: ignore[no-untyped-def]
+) -> None:
+    # GIVEN the recorded SQS batch, whose first message another delivery is processing now
+    event = load_event("ingest_sqs_batch.json")
+    held = event["Records"][0]["messageId"]
+    store = Store.from_settings(store_settings)
+    running = {"status": "running", "message_id": held, "expires_at": time.time() + 600}
+    store.put_bytes(marker_key(store, held), json.dumps(running).encode())
+
+    # WHEN the worker gets that message alone, then the whole batch
+    alone = handler({"Records": event["Records"][:1]}, lambda_context)
+    both = handler(event, lambda_context)
+
+    # THEN a batch whose every message is held is answered, not raised, and the held message
+    # goes back to the queue both times; the other one is ingested; the held one's symbols are
+    # left to its delivery
+    assert alone == {"batchItemFailures": [{"itemIdentifier": held}]}
+    assert both == {"batchItemFailures": [{"itemIdentifier": held}]}
+    assert set(store.last_dates()) == {"^IXIC", "^VIX"}
+
+
+def test_manual_event_ingests_now_and_is_idempotent(
+    handler,
+    store_settings: StoreSettings,
+    lambda_context: LambdaContext,  # type: ignore[no-untyped-def]
+) -> None:
     # GIVEN the manual event (symbols and start date)
     event = load_event("ingest_manual.json")
 
     # WHEN it is invoked twice
-    first = handler(event, LambdaContext())
-    second = handler(event, LambdaContext())
+    first = handler(event, lambda_context)
+    second = handler(event, lambda_context)
 
     # THEN the first run wrote the rows, the second nothing, and the store holds each row once
     assert first["totals"]["written"] > 0 and first["totals"]["failed"] == 0
@@ -140,7 +171,9 @@ def test_manual_event_ingests_now_and_is_idempotent(handler, store_settings: Sto
     assert bars["date"].min().year == 2016 and not bars.duplicated(["symbol", "date"]).any()
 
 
-def test_manual_event_fails_loudly_for_an_unknown_symbol(handler) -> None:  # type: ignore[no-untyped-def]
+def test_manual_event_fails_loudly_for_an_unknown_symbol(
+    handler, lambda_context: LambdaContext
+) -> None:  # type: ignore[no-untyped-def]
     # GIVEN a manual event with one unknown symbol WHEN invoked THEN the invocation fails
     with pytest.raises(IngestError, match="NOSUCH"):
-        handler({"symbols": ["NOSUCH", "^VIX"]}, LambdaContext())
+        handler({"symbols": ["NOSUCH", "^VIX"]}, lambda_context)

@@ -18,6 +18,7 @@ from packaging.utils import canonicalize_name
 from stockml.settings import StoreSettings
 from utils.api_fixtures import API_KEY
 from utils.lambda_artefact import closure
+from utils.lambda_context import context_source
 
 pytestmark = pytest.mark.integration
 
@@ -53,14 +54,10 @@ def test_serving_every_endpoint_imports_only_core_serving_and_the_runtime(
         app = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(app)
 
-        class Context:
-            function_name = "stockml-api"
-            memory_limit_in_mb = 1024
-            invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:stockml-api"
-            aws_request_id = "imports"
+        {context_source("stockml-api", "imports")}
 
         statuses = {{
-            name: app.handler(json.load(open(f"events/api_{{name}}_v2.json")), Context())["statusCode"]
+            name: app.handler(json.load(open(f"events/api_{{name}}_v2.json")), context)["statusCode"]
             for name in {ENDPOINTS!r}
         }}
         tops = sorted({{m.split(".")[0] for m in set(sys.modules) - before}})

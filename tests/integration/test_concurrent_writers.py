@@ -18,7 +18,9 @@ from stockml.ingest import ingest_symbols
 from stockml.local import LocalServer
 from stockml.settings import Settings, StoreSettings
 from stockml.storage import Store
-from utils.bars import make_bars
+from utils.store_rows import assert_stored_exactly as _assert_exactly
+from utils.store_rows import universe
+from utils.store_rows import write_csv as _write_csv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,26 +29,7 @@ START = "2024-01-02"
 
 
 def _universe(n: int, end: str) -> dict[str, pd.DataFrame]:
-    return {f"S{i:02d}": make_bars(f"S{i:02d}", START, end, base=10.0 + 3 * i) for i in range(n)}
-
-
-def _write_csv(folder: Path, bars: dict[str, pd.DataFrame]) -> None:
-    folder.mkdir(exist_ok=True)
-    for symbol, frame in bars.items():
-        out = frame.rename(
-            columns={
-                "date": "Date",
-                "open": "Open",
-                "high": "High",
-                "low": "Low",
-                "close": "Close",
-                "adj_close": "Adj Close",
-                "volume": "Volume",
-            }
-        )
-        out[["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]].to_csv(
-            folder / f"{symbol}.csv", index=False
-        )
+    return universe(n, START, end)
 
 
 def _run_writers(
@@ -111,21 +94,6 @@ def _ingest_now(
 
 def _ingest(folder: Path, symbols: list[str], day: str) -> dict[str, object]:
     return {"ingest": {"csv_path": str(folder), "symbols": symbols, "start": START, "day": day}}
-
-
-def _assert_exactly(store_settings: StoreSettings, expected: dict[str, pd.DataFrame]) -> None:
-    """A fresh reader sees every expected row once, with the expected values."""
-    back = Store.from_settings(store_settings).read_bars(sorted(expected))
-    want = pd.concat(expected.values(), ignore_index=True).sort_values(["symbol", "date"])
-    dup = back[back.duplicated(["symbol", "date"], keep=False)]
-    assert dup.empty, f"{len(dup)} rows stored twice, e.g.\n{dup.head(6)}"
-    assert len(back) == len(want), (len(back), len(want))
-    cols = ["symbol", "date", "open", "high", "low", "close", "adj_close", "volume"]
-    pd.testing.assert_frame_equal(
-        back[cols].reset_index(drop=True), want[cols].reset_index(drop=True), check_dtype=False
-    )
-    summary = Store.from_settings(store_settings).summary().set_index("symbol")
-    assert (summary["rows"] == want.groupby("symbol").size()).all()
 
 
 def test_ingest_processes_started_together_store_each_new_day_once(

@@ -31,6 +31,7 @@ from utils.lambda_artefact import (
     template,
     tree_mb,
 )
+from utils.lambda_context import context_source
 from utils.sample_data import sample_bars
 
 
@@ -119,16 +120,12 @@ def test_the_built_zip_serves_every_endpoint_in_a_bare_interpreter(
         sys.path[:0] = [{str(function)!r}, {str(layer)!r}]
         import app
 
-        class Context:
-            function_name = "stockml-api"
-            memory_limit_in_mb = 1024
-            invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:stockml-api"
-            aws_request_id = "zip"
+        {context_source("stockml-api", "zip")}
 
         statuses = {{}}
         for name in {ENDPOINTS!r}:
             event = json.load(open(f"events/api_{{name}}_v2.json"))
-            statuses[name] = app.handler(event, Context())["statusCode"]
+            statuses[name] = app.handler(event, context)["statusCode"]
         allowed = ({str(function)!r}, {str(layer)!r}, sysconfig.get_paths()["stdlib"])
         outside = sorted(
             m.__name__ for m in list(sys.modules.values())
@@ -207,16 +204,12 @@ def test_the_data_zips_leave_the_data_stack_to_the_layer_and_run(
             spec.loader.exec_module(module)
             return module
 
-        class Context:
-            function_name = "stockml-features"
-            memory_limit_in_mb = 2048
-            invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:f"
-            aws_request_id = "zip"
+        {context_source("stockml-features", "zip")}
 
         load({str(api_build / "IngestFunction")!r})
         features = load({str(api_build / "FeaturesFunction")!r})
         event = json.load(open("events/features_manual.json"))
-        print(json.dumps(features.lambda_handler(event, Context())))
+        print(json.dumps(features.lambda_handler(event, context)))
         """
     )
     env = {

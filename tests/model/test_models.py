@@ -107,7 +107,8 @@ def test_onnx_matches_native_on_held_out_batch_and_single_row(name, fitted, spli
 
 
 def test_lightgbm_onnx_parity_holds_on_many_float32_rows(fitted, splits):
-    # GIVEN LightGBM trained on float32-scaled features (the float64 threshold trap, PROBES.md)
+    # GIVEN LightGBM trained on float32-scaled features (its float64 thresholds otherwise split
+    # a float32 value the other way in ONNX)
     model = fitted["lightgbm"]
     fit, val, held_out = splits
     # every row the model saw or will see, plus the rows repeated in one large batch

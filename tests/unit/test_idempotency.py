@@ -1,4 +1,4 @@
-"""Once per SQS message id: conditional-PUT markers on a real moto_server."""
+"""Once per SQS message id: conditional-PUT markers on moto's in-process S3."""
 
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ from stockml.idempotency import AlreadyRunningError, marker_key, run_once
 from stockml.settings import StoreSettings
 from stockml.storage import Store
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
-def store(store_settings: StoreSettings) -> Store:
-    return Store.from_settings(store_settings)
+def store(mock_store_settings: StoreSettings) -> Store:
+    return Store.from_settings(mock_store_settings)
 
 
 class Clock:

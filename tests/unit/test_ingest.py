@@ -1,4 +1,4 @@
-"""Incremental ingestion against a real moto_server.
+"""Incremental ingestion on moto's in-process S3.
 
 ``ScriptedProvider`` stands in for the outside world (a market-data vendor): it serves bars
 from an in-memory history that a test can change between runs (new day, split, outage).
@@ -20,8 +20,6 @@ from stockml.providers.base import Provider, RetryPolicy
 from stockml.settings import StoreSettings
 from stockml.storage import Store
 from utils.bars import make_bars
-
-pytestmark = pytest.mark.integration
 
 # Monday 2024-07-08, 18:00 New York: after the close, so the 8th is the last completed session
 MONDAY_EVENING = pd.Timestamp("2024-07-08 22:00", tz="UTC")
@@ -48,8 +46,8 @@ class ScriptedProvider(Provider):
 
 
 @pytest.fixture
-def store(store_settings: StoreSettings) -> Store:
-    return Store.from_settings(store_settings)
+def store(mock_store_settings: StoreSettings) -> Store:
+    return Store.from_settings(mock_store_settings)
 
 
 def test_first_run_backfills_and_rerun_same_evening_calls_nobody(store: Store) -> None:
@@ -117,7 +115,7 @@ def test_a_new_session_fetches_from_the_overlap_day_only(store: Store) -> None:
 
 
 def test_a_daily_run_lists_the_newest_year_and_writes_one_object_for_all_symbols(
-    store: Store, store_settings: StoreSettings, monkeypatch: pytest.MonkeyPatch
+    store: Store, mock_store_settings: StoreSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN 30 symbols stored over 2022..Friday 2024-07-05 (three year folders)
     symbols = [f"S{i:02d}" for i in range(30)]
@@ -128,7 +126,7 @@ def test_a_daily_run_lists_the_newest_year_and_writes_one_object_for_all_symbols
     keys_before = set(store.list_keys("raw/"))
 
     # WHEN Monday's run comes, in a new process (a fresh Store) that records its LISTs
-    daily = Store.from_settings(store_settings)
+    daily = Store.from_settings(mock_store_settings)
     listed: list[str] = []
     real_list = daily.list_keys
 

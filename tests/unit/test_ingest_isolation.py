@@ -1,4 +1,4 @@
-"""Ingestion keeps failures per symbol and bad rows per row, against a real moto_server."""
+"""Ingestion keeps failures per symbol and bad rows per row (on moto's in-process S3)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ from stockml.providers.csv import CsvProvider
 from stockml.settings import StoreSettings
 from stockml.storage import Store, UpsertReport
 from utils.bars import make_bars
-
-pytestmark = pytest.mark.integration
 
 # Monday 2024-07-08, 18:00 New York: the 8th is the last completed session
 MONDAY_EVENING = pd.Timestamp("2024-07-08 22:00", tz="UTC")
@@ -45,8 +43,8 @@ class VendorStub(Provider):
 
 
 @pytest.fixture
-def store(store_settings: StoreSettings) -> Store:
-    return Store.from_settings(store_settings)
+def store(mock_store_settings: StoreSettings) -> Store:
+    return Store.from_settings(mock_store_settings)
 
 
 def _write_csv(folder: Path, symbol: str, rows: list[tuple[str, str]]) -> None:
@@ -148,10 +146,10 @@ class StoreFailingFor(Store):
 
 
 def test_a_store_write_that_fails_for_one_symbol_does_not_fail_the_others(
-    store_settings: StoreSettings,
+    mock_store_settings: StoreSettings,
 ) -> None:
     # GIVEN a store whose writes of BBB fail
-    store = StoreFailingFor.from_settings(store_settings)
+    store = StoreFailingFor.from_settings(mock_store_settings)
     vendor = VendorStub(
         {s: make_bars(s, "2024-06-03", "2024-07-08") for s in ("AAA", "BBB", "CCC")}
     )

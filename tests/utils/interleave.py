@@ -1,7 +1,7 @@
 """Run store writers in an order WE choose: one S3 request at a time, against a real server.
 
-Each writer is a thread with its own :class:`~stockml.storage.Store` whose S3 client is wrapped
-by :class:`GatedClient`: before every request (PUT, GET, LIST, DELETE) the writer waits for the
+Each writer is a thread with its own :class:`~stockml.storage.Store` whose S3 client (its
+``objects.client``) is wrapped by :class:`GatedClient`: before every request (PUT, GET, LIST, DELETE) the writer waits for the
 :class:`Scheduler` to pick it. The scheduler picks among the waiting writers with a seeded RNG,
 so a seed names one interleaving of the writers' requests, and may "crash" a writer at a
 request (the request is not made and the writer stops there, as a killed Lambda does).
@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from stockml.storage import Store, _mark_pool_thread
+from stockml.storage import Store
+from stockml.storage.objects import _mark_pool_thread
 
 
 class Crash(BaseException):  # noqa: N818 - not an error: the simulated end of a process
@@ -204,13 +205,12 @@ def fresh(store: Store, raw_prefix: str) -> Store:
     clone.raw_prefix = raw_prefix
     clone._shared_frames = {}
     clone._shared_index = {}
-    clone._pool = None
-    clone._pool_lock = threading.Lock()
+    clone.objects = store.objects.with_client(store.objects.client)  # its own thread pool
     return clone
 
 
 def gated(store: Store, gate: Scheduler, name: str) -> Store:
     """A fresh copy of ``store`` whose S3 requests wait for ``gate``."""
     clone = fresh(store, store.raw_prefix)
-    clone._s3 = GatedClient(store._s3, gate, name)
+    clone.objects = store.objects.with_client(GatedClient(store.objects.client, gate, name))
     return clone

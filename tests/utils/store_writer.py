@@ -12,7 +12,9 @@ it runs the steps in order, each one of:
   old day of each symbol (the store merges the partition: a base rewrite, as a compaction);
 - ``{"compact": {"symbols": [...]}}``: fold each symbol's newest partition now;
 - ``{"sqs": {"csv_path": DIR, "records": [...], "day": "YYYY-MM-DD"}}``: the ingest Lambda's
-  SQS worker on these records (each body ``{"symbols": [...], "start": ...}``).
+  SQS worker on these records (each body ``{"symbols": [...], "start": ...}``): Powertools'
+  batch processor as functions/ingest/app.py sets it up, each record ingested by
+  ``stockml.ingest.ingest_sqs_message`` as of the evening of ``day``.
 
 It prints one JSON line per step (what the step reported) and exits 1 on an error.
 """
@@ -22,12 +24,27 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 
 import pandas as pd
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from stockml.ingest import ingest_sqs_records, ingest_symbols
+from stockml.idempotency import Once
+from stockml.ingest import ingest_sqs_message, ingest_symbols
 from stockml.settings import Settings, StoreSettings
 from stockml.storage import Store
+
+
+def _ingest_message(
+    settings: Settings, store: Store, now: pd.Timestamp
+) -> Callable[[SQSRecord], Once]:
+    """The record handler of functions/ingest/app.py, with this job's clock."""
+    return lambda record: ingest_sqs_message(record.raw_event, settings, store, now=now)
 
 
 def main() -> int:
@@ -49,7 +66,11 @@ def main() -> int:
             pd.Timestamp(args.get("day", "2000-01-01")) + pd.Timedelta(hours=23)
         ).tz_localize("UTC")
         if kind == "sqs":
-            answer = ingest_sqs_records(args["records"], settings, now=evening)
+            answer = process_partial_response(
+                event={"Records": args["records"]},
+                record_handler=_ingest_message(settings, store, evening),
+                processor=BatchProcessor(EventType.SQS, raise_on_entire_batch_failure=False),
+            )
             print(json.dumps({"sqs": answer}), flush=True)
         elif kind == "ingest":
             report = ingest_symbols(

@@ -1,6 +1,6 @@
 """Request and response models of the prediction API (they make its OpenAPI schema).
 
-``PredictionResponse`` keeps the design document's contract (``symbol``, ``predictions`` as
+``PredictionResponse`` keeps the response's original contract (``symbol``, ``predictions`` as
 ``{model: [close, ...]}``, ``metrics`` as ``{model: {...}}``) and adds the forecast dates,
 intervals, the last close used, its date and the model version beside them.
 """

@@ -54,7 +54,7 @@ def test_predict_keeps_the_design_contract(client: TestClient, serving_bundle: B
     last = f[f["symbol"] == "MSFT"].iloc[-1]
     # WHEN predicting 3 days with the default models
     r = client.post("/predict/MSFT", json={"days": 3})
-    # THEN the body has the design's fields and the extras, consistent with each other
+    # THEN the body has the original fields and the extras, consistent with each other
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["symbol"] == "MSFT" and set(body["predictions"]) == {"ridge", "lstm", "ensemble"}

@@ -1,4 +1,4 @@
-"""Delta files of the store against a real moto_server: appends, compaction, crash safety."""
+"""Delta files of the store on moto's in-process S3: appends, compaction, crash safety."""
 
 from __future__ import annotations
 
@@ -10,15 +10,13 @@ from stockml.settings import StoreSettings
 from stockml.storage import MAX_DELTAS, Store
 from utils.bars import make_bars
 
-pytestmark = pytest.mark.integration
-
 PARTITION = "raw/year=2024/symbol=MSFT/"
 SHARED = "raw/_delta/"
 
 
 @pytest.fixture
-def store(store_settings: StoreSettings) -> Store:
-    return Store.from_settings(store_settings)
+def store(mock_store_settings: StoreSettings) -> Store:
+    return Store.from_settings(mock_store_settings)
 
 
 @pytest.fixture
@@ -254,7 +252,7 @@ def test_an_atomic_upsert_is_one_object_across_years_then_compacted(
 
 
 def test_a_writer_finding_copies_of_its_days_merges_them(
-    store: Store, history: pd.DataFrame, store_settings: StoreSettings
+    store: Store, history: pd.DataFrame, mock_store_settings: StoreSettings
 ) -> None:
     # GIVEN January, and the next two days appended by two writers that listed the same state
     days = _days(history)
@@ -263,8 +261,8 @@ def test_a_writer_finding_copies_of_its_days_merges_them(
     listing = store.list_parts(symbols=["MSFT"], latest=True)
     new = history.iloc[n - 1 : n + 2]
     overlap = {("MSFT", days[n - 1])}
-    first = Store.from_settings(store_settings).upsert_bars(new, overlap, parts=listing)
-    second = Store.from_settings(store_settings).upsert_bars(new, overlap, parts=listing)
+    first = Store.from_settings(mock_store_settings).upsert_bars(new, overlap, parts=listing)
+    second = Store.from_settings(mock_store_settings).upsert_bars(new, overlap, parts=listing)
 
     # THEN the second writer, finding the first one's copy after its PUT, merged both into
     # one base in a second round
@@ -276,7 +274,7 @@ def test_a_writer_finding_copies_of_its_days_merges_them(
 
 
 def test_one_append_of_many_symbols_is_one_object_and_each_symbol_compacts_alone(
-    store: Store, store_settings: StoreSettings
+    store: Store, mock_store_settings: StoreSettings
 ) -> None:
     # GIVEN three symbols with January stored
     hist = {
@@ -297,7 +295,7 @@ def test_one_append_of_many_symbols_is_one_object_and_each_symbol_compacts_alone
 
     # THEN each run wrote ONE object, and a fresh Store (nothing cached) reads every row once
     assert len(store.list_keys(SHARED)) == 2
-    fresh = Store.from_settings(store_settings)
+    fresh = Store.from_settings(mock_store_settings)
     back = fresh.read_bars()
     assert len(back) == 3 * (n + 2) and not back.duplicated(["symbol", "date"]).any()
     assert fresh.last_dates() == {s: days[n + 1] for s in hist}
@@ -309,7 +307,7 @@ def test_one_append_of_many_symbols_is_one_object_and_each_symbol_compacts_alone
 
     # THEN the shared objects stay (the others' rows live there) and no row is lost or doubled
     assert len(store.list_keys(SHARED)) == 2
-    back = Store.from_settings(store_settings).read_bars()
+    back = Store.from_settings(mock_store_settings).read_bars()
     assert len(back) == 3 * (n + 2) and not back.duplicated(["symbol", "date"]).any()
     assert back.set_index(["symbol", "date"]).loc[("BBB", days[3]), "close"] == fix["close"].iloc[0]
 

@@ -1,4 +1,5 @@
-"""The S3 Parquet store against a real moto_server: partitions, upserts, crash safety, quarantine."""
+"""The store (stockml.storage.store) on moto's in-process S3: partitions, upserts, crash safety,
+quarantine."""
 
 from __future__ import annotations
 
@@ -12,12 +13,10 @@ from stockml.settings import StoreSettings
 from stockml.storage import Store
 from utils.bars import make_bars
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
-def store(store_settings: StoreSettings) -> Store:
-    return Store.from_settings(store_settings)
+def store(mock_store_settings: StoreSettings) -> Store:
+    return Store.from_settings(mock_store_settings)
 
 
 def test_symbols_round_trip_through_partition_keys(store: Store) -> None:
@@ -218,38 +217,18 @@ def test_generic_tables_hold_news_and_features(store: Store) -> None:
     )
 
 
-def test_objects_and_folders(store: Store, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    # GIVEN a local folder with nested files
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "manifest.json").write_text("{}")
-    (tmp_path / "sub" / "model.onnx").write_bytes(b"\x00\x01")
-
-    # WHEN it is uploaded and read back
-    keys = store.put_folder(tmp_path, "models/v1")
-    store.put_bytes("models/other.txt", b"x")
-
-    # THEN the names are relative to the prefix and the bytes are equal
-    assert keys == ["models/v1/manifest.json", "models/v1/sub/model.onnx"]
-    assert store.get_folder("models/v1") == {"manifest.json": b"{}", "sub/model.onnx": b"\x00\x01"}
-    assert store.get_bytes("models/other.txt") == b"x"
-    with pytest.raises(StoreError):
-        store.get_bytes("models/missing")
-
-
-def test_two_stores_are_independent(store: Store, moto_server) -> None:  # type: ignore[no-untyped-def]
-    # GIVEN a second bucket on the same endpoint
+def test_two_stores_are_independent(store: Store) -> None:
+    # GIVEN a second bucket
     import boto3
 
-    boto3.client("s3", endpoint_url=moto_server.url, region_name="us-east-1").create_bucket(
-        Bucket=store.bucket + "-b"
-    )
-    other = Store(store.bucket + "-b", endpoint_url=moto_server.url)
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=store.bucket + "-b")
+    other = Store(store.bucket + "-b")
 
     # WHEN each store gets different bars
     store.upsert_bars(make_bars("A", "2024-01-02", "2024-01-05"))
     other.upsert_bars(make_bars("B", "2024-01-02", "2024-01-05"))
 
-    # THEN neither sees the other's data (no process-wide S3 setting leaks between them)
+    # THEN neither sees the other's data
     assert set(store.read_bars()["symbol"]) == {"A"}
     assert set(other.read_bars()["symbol"]) == {"B"}
 
