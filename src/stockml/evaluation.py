@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
 from stockml import stats
 from stockml.errors import ModelError
 
