@@ -269,9 +269,8 @@ def read_log(
             if (start is None or d >= start) and (end is None or d <= end)
         )
         try:
-            frames = _parallel(
-                lambda d: _read_day(store, incoming.get(d, []), parts.get(d, []))[0], days
-            )
+            pairs = [(incoming.get(d, []), parts.get(d, [])) for d in days]
+            frames = _parallel(lambda pair: _read_day(store, *pair)[0], pairs)
         except StoreError:
             if attempt == _ATTEMPTS - 1:
                 raise
