@@ -238,9 +238,7 @@ class FeatureDistribution:
             np.add.at(per_day, (day_index + 1, index), 1.0)
             cumulative = np.cumsum(per_day, axis=0)
             counts = cumulative[starts + window] - cumulative[starts]
-            null = [
-                population_stability(expected, c / c.sum()) for c in counts if c.sum() > 0
-            ]
+            null = [population_stability(expected, c / c.sum()) for c in counts if c.sum() > 0]
             features[name] = {
                 "edges": [float(v) for v in edges],
                 "expected": [float(v) for v in expected],

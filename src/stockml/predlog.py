@@ -17,8 +17,8 @@ How a record travels:
    process (per Lambda container), ``<seq>`` counts its objects: keys never collide, however
    many containers run at once, and a key is written once (a retried PUT writes the same bytes
    under the same key, so at-least-once delivery of a PUT stores one object).
-3. ``close`` (at interpreter exit; on Lambda at SIGTERM, see ``install_shutdown_flush``)
-   flushes what is left.
+3. ``close`` flushes what is left: every log of the process at interpreter exit
+   (:func:`close_all`), and on Lambda at SIGTERM (``install_shutdown_flush``).
 
 A PUT that fails keeps its batch for the next flush; past ``max_pending`` records waiting,
 the oldest batch is dropped and counted (``dropped``), so a store outage cannot exhaust a
@@ -39,12 +39,14 @@ record (``<writer>-<n>``), so readers drop the copies a retried compaction may l
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import signal
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -57,6 +59,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 INCOMING = "_incoming"
+# every open log of the process: close_all() flushes them (at exit, or when a caller must)
+_LOGS: weakref.WeakSet[PredictionLog] = weakref.WeakSet()
 
 
 class ObjectWriter(Protocol):
@@ -154,6 +158,7 @@ class PredictionLog:
         self.written = 0
         self.dropped = 0
         self.failed_puts = 0
+        _LOGS.add(self)
 
     # ------------------------------------------------------------------ request path
 
@@ -305,6 +310,15 @@ class PredictionLog:
                 "dropped": self.dropped,
                 "failed_puts": self.failed_puts,
             }
+
+
+def close_all() -> None:
+    """Close (flush) every prediction log of this process."""
+    for log in list(_LOGS):
+        log.close()
+
+
+atexit.register(close_all)
 
 
 def install_shutdown_flush(log: PredictionLog) -> None:

@@ -28,7 +28,17 @@ EVENTS = REPO / "events"
 
 pytestmark = pytest.mark.integration
 
-ENDPOINTS = ["root", "health", "version", "symbols", "predict", "plot", "metrics", "metrics_prom"]
+ENDPOINTS = [
+    "root",
+    "health",
+    "version",
+    "symbols",
+    "predict",
+    "plot",
+    "metrics",
+    "metrics_prom",
+    "monitoring",
+]
 
 
 @dataclass

@@ -57,7 +57,17 @@ pytestmark = [
     ),
 ]
 
-ENDPOINTS = ["root", "health", "version", "symbols", "predict", "plot", "metrics", "metrics_prom"]
+ENDPOINTS = [
+    "root",
+    "health",
+    "version",
+    "symbols",
+    "predict",
+    "plot",
+    "metrics",
+    "metrics_prom",
+    "monitoring",
+]
 HEAVY = ["pandas", "pyarrow", "boto3", "botocore", "awswrangler", "torch", "xgboost", "mlflow"]
 
 

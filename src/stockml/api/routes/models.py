@@ -11,10 +11,13 @@ from stockml.api.deps import PROTECTED, ServiceDep, SymbolPath
 from stockml.api.models import (
     EquityCurve,
     ErrorResponse,
+    LiveMetrics,
     MetricsResponse,
     SymbolInfo,
     SymbolsResponse,
 )
+from stockml.errors import StoreError
+from stockml.inference import PredictionService
 
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (401, 404, 422, 429, 503)
@@ -56,6 +59,36 @@ async def metrics(symbol: SymbolPath, service: ServiceDep) -> MetricsResponse:
         models={k: v for k, v in table.items() if k in models},
         baselines={k: v for k, v in table.items() if k not in models},
         **_bundle_extras(service.predictor.bundle.metrics),
+        live=_live(service, symbol),
+    )
+
+
+def _live(service: PredictionService, symbol: str) -> LiveMetrics | None:
+    """This version's live figures for ``symbol`` from the monitor's last run, if any.
+
+    Optional like the extras: a store that cannot answer, or a block that does not parse,
+    gives ``null`` (the backtest figures are still served).
+    """
+    if service.monitoring is None:
+        return None
+    try:
+        published = service.monitoring.live(symbol)
+    except StoreError:
+        return None
+    block = ((published or {}).get("versions") or {}).get(service.version)
+    if block is None:
+        return None
+    try:
+        return LiveMetrics.model_validate(
+            {**block, "run_date": published["run_date"], "window": _window(block.get("window"))}
+        )
+    except ValidationError:
+        return None
+
+
+def _window(raw: dict[str, Any] | None) -> dict[str, Any] | None:
+    return (
+        None if not raw else {"sessions": raw["sessions"], "start": raw["from"], "end": raw["to"]}
     )
 
 
