@@ -333,4 +333,7 @@ def install_shutdown_flush(log: PredictionLog) -> None:
         else:
             raise SystemExit(0)
 
-    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread: signals are the main thread's
+        logger.warning("prediction log: no SIGTERM flush outside the main thread")

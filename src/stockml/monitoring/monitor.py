@@ -292,3 +292,41 @@ def run_monitor(
         "compaction": compaction,
         "written": written,
     }
+
+
+def run_metrics(status: dict[str, Any]) -> list[tuple[str, float, str, dict[str, str]]]:
+    """The run's figures as ``(name, value, unit, dimensions)``: what the monitor Lambda
+    publishes as CloudWatch metrics (and alarms on). Horizon 1, the monitored version."""
+    out: list[tuple[str, float, str, dict[str, str]]] = []
+    version = status.get("monitored_version")
+    live_block = (status.get("live") or {}).get(version or "") or {}
+    names = {
+        "rmse_ratio_vs_naive": "LiveRmseRatioVsNaive",
+        "rmse_ratio_vs_drift": "LiveRmseRatioVsDrift",
+        "rmse_ratio_vs_best_baseline": "LiveRmseRatioVsBestBaseline",
+        "directional_accuracy": "LiveDirectionalAccuracy",
+        "directional_accuracy_always_long": "LiveAlwaysLongAccuracy",
+        "interval_coverage": "LiveIntervalCoverage",
+        "rank_ic": "LiveRankIC",
+        "n_sessions": "LiveScoredSessions",
+    }
+    for model, horizons in (live_block.get("models") or {}).items():
+        figures = horizons.get("1") or {}
+        for key, metric in names.items():
+            value = figures.get(key)
+            if isinstance(value, int | float):
+                unit = "Count" if key == "n_sessions" else "None"
+                out.append((metric, float(value), unit, {"model": model}))
+    drift = status.get("drift") or {}
+    if drift.get("drifted_share") is not None:
+        out.append(("DriftedFeatureShare", float(drift["drifted_share"]), "None", {}))
+        out.append(("MaxFeaturePsi", float(drift["max_psi"]), "None", {}))
+    freshness = status.get("freshness") or {}
+    out.append(("StaleSymbols", float(len(freshness.get("stale") or [])), "Count", {}))
+    share = (status.get("quarantine") or {}).get("share")
+    if share is not None:
+        out.append(("QuarantinedShare", float(share), "None", {}))
+    out.append(
+        ("RetrainDecision", float(bool((status.get("retrain") or {}).get("retrain"))), "Count", {})
+    )
+    return out

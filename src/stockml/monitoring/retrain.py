@@ -205,10 +205,9 @@ def _last_trigger(store: Any, prefix: str, before: date) -> date | None:
     return max(days) if days else None
 
 
-def batch_trigger(
-    job_queue: str, job_definition: str, run_date: date, client: Any = None
-) -> Trigger:
-    """Submit the training job of ``infra/training-batch.yaml`` to AWS Batch."""
+def batch_trigger(job_queue: str, job_definition: str, client: Any = None) -> Trigger:
+    """Submit the training job of ``infra/training-batch.yaml`` to AWS Batch (its
+    ``--symbols`` overridden by the monitored bundle's)."""
 
     def submit(symbols: list[str], reasons: list[str]) -> dict[str, Any]:
         batch = client
@@ -217,7 +216,7 @@ def batch_trigger(
 
             batch = boto3.client("batch")
         answer = batch.submit_job(
-            jobName=f"stockml-retrain-{run_date:%Y%m%d}",
+            jobName=f"stockml-retrain-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}",
             jobQueue=job_queue,
             jobDefinition=job_definition,
             containerOverrides={"command": ["--symbols", ",".join(symbols)]},
@@ -227,13 +226,21 @@ def batch_trigger(
     return submit
 
 
-def local_trigger(settings: Any, tracking_uri: str | None = None) -> Trigger:
-    """Run the training job in this process (``stockml.orchestration.run_training``)."""
+def local_trigger(settings: Any, mlflow: bool = True) -> Trigger:
+    """Run the training job in this process (``stockml.orchestration.run_training``), logged
+    to MLflow (``mlflow.tracking_uri``, else a local server started for it) unless ``mlflow``
+    is False."""
 
     def run(symbols: list[str], reasons: list[str]) -> dict[str, Any]:
         from stockml.orchestration import run_training
 
-        summary = run_training(settings, symbols, tracking_uri=tracking_uri)
+        if mlflow:
+            from stockml.tracking import tracking_server
+
+            with tracking_server(settings.mlflow.tracking_uri) as uri:
+                summary = run_training(settings, symbols, tracking_uri=uri)
+        else:
+            summary = run_training(settings, symbols)
         return {
             "kind": "local",
             "version": summary["version"],
