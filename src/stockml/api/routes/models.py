@@ -15,6 +15,7 @@ from stockml.api.models import (
     MetricsResponse,
     SymbolInfo,
     SymbolsResponse,
+    Window,
 )
 from stockml.errors import StoreError
 from stockml.inference import PredictionService
@@ -75,21 +76,21 @@ def _live(service: PredictionService, symbol: str) -> LiveMetrics | None:
         published = service.monitoring.live(symbol)
     except StoreError:
         return None
-    block = ((published or {}).get("versions") or {}).get(service.version)
+    if not published:
+        return None
+    block = (published.get("versions") or {}).get(service.version)
     if block is None:
         return None
     try:
         return LiveMetrics.model_validate(
-            {**block, "run_date": published["run_date"], "window": _window(block.get("window"))}
+            {
+                **block,
+                "run_date": published.get("run_date"),
+                "window": Window.parse(block.get("window")),
+            }
         )
     except ValidationError:
         return None
-
-
-def _window(raw: dict[str, Any] | None) -> dict[str, Any] | None:
-    return (
-        None if not raw else {"sessions": raw["sessions"], "start": raw["from"], "end": raw["to"]}
-    )
 
 
 def _bundle_extras(raw: dict[str, Any]) -> dict[str, Any]:
