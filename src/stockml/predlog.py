@@ -275,7 +275,7 @@ class PredictionLog:
             if self.due() or failed_before:
                 try:
                     self.flush()
-                except StoreError as exc:
+                except Exception as exc:  # noqa: BLE001 - the thread must outlive any failure
                     logger.warning("prediction log flush failed (kept for a retry): %s", exc)
                     self._wake.wait(min(self.max_age_s, 5.0))  # do not spin on an outage
 
