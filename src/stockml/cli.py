@@ -935,6 +935,9 @@ def demo(
         settings.ingest.providers = ["sample"]
         run_demo(settings, console, symbol=symbol, days=days, port=port, serve_after=serve_after)
     finally:
+        from stockml.predlog import close_all
+
+        close_all()  # what the API's prediction log still holds, while the local S3 is up
         moto.stop()
 
 

@@ -104,7 +104,8 @@ def decide(
             "state": "not enough data"
             if drifted is None
             else ("retrain" if drifted and settings.on_drift else "ok"),
-            "rule": "share of features whose PSI passes their threshold below the maximum"
+            "rule": "share of features whose PSI passes its threshold < "
+            f"{(drift or {}).get('max_drifted_share')}"
             + ("" if settings.on_drift else " (reported only: on_drift is off)"),
         }
     )
