@@ -42,6 +42,7 @@ security:
 	.venv-security/bin/pip-audit -r functions/api/requirements.txt
 	.venv-security/bin/pip-audit -r functions/ingest/requirements.txt
 	.venv-security/bin/pip-audit -r functions/features/requirements.txt
+	.venv-security/bin/pip-audit -r functions/monitor/requirements.txt
 
 sam-venv: $(SAM_VENV)/.installed
 

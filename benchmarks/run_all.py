@@ -85,6 +85,13 @@ FIGURES = [
     Figure("sentiment", "speed.headlines_per_s", ">=", 10_000, "headlines/s, one core"),
     Figure("train", "onnx_ensemble_single_row_speedup", ">=", 4, "ONNX Runtime vs native"),
     Figure("serve", "predict_p99_ms", "<=", 5, "/predict p99 through the handler"),
+    Figure(
+        "serve",
+        "predict_log_p99_ratio",
+        "<=",
+        1.2,
+        "/predict p99 with the prediction log vs without",
+    ),
     Figure("serve", "throughput_ratio", ">=", 0.5, "/predict vs trivial req/s"),
     Figure("serve", "cold_start_ratio", "<=", 2, "cold start vs bare imports"),
     Figure("serve", "zip_cold_start_ratio", "<=", 2, "the zip's cold start (bare python -S)"),

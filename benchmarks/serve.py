@@ -2,7 +2,11 @@
 
 1. warm latency through the Lambda handler (Mangum, in-process): ``POST /predict/MSFT``
    beside the trivial ``GET /version`` (p50/p99 and their ratio); plus the model run alone
-   (``Predictor.predict``, no cache) to show what a cache miss costs;
+   (``Predictor.predict``, no cache) to show what a cache miss costs; and the cost of the
+   prediction log: /predict p50/p99 of two handlers, one recording every served forecast
+   (``api.log_predictions``, the default: buffered, flushed to S3 by a background thread)
+   and one not, called in alternating batches so that a noisy neighbour slows both alike,
+   with ``PredictionLog.record`` alone and the background flushes' throughput;
 2. cold start of a fresh process (import the handler + read and verify the bundle from S3 +
    create the ONNX sessions) beside a bare ``import fastapi, mangum, onnxruntime`` process,
    and where its time goes, step by step; the first request after it (which reads the
@@ -68,18 +72,67 @@ def event(name: str) -> dict:
     return json.loads((REPO / "events" / f"api_{name}_v2.json").read_text())
 
 
-def handler_latency(env: dict[str, str], n: int) -> dict[str, float]:
-    """Warm p50/p99 through the handler, imported in this process."""
+class Context:
+    aws_request_id = "bench"
+
+
+def load_handler(env: dict[str, str], name: str) -> Any:
+    """functions/api/app.py imported in this process (a fresh container) with ``env``."""
     import importlib.util
 
     os.environ.update(env)
-    spec = importlib.util.spec_from_file_location("api_app", REPO / "functions/api/app.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / "functions/api/app.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
 
-    class Context:
-        aws_request_id = "bench"
+
+def logging_cost(env: dict[str, str], n: int) -> dict[str, Any]:
+    """/predict with and without the prediction log, interleaved in batches of 100."""
+    modules = {
+        "off": load_handler({**env, "STOCKML_API__LOG_PREDICTIONS": "false"}, "api_nolog"),
+        "on": load_handler({**env, "STOCKML_API__LOG_PREDICTIONS": "true"}, "api_log"),
+    }
+    log = modules["on"].app.state.serving.service.log
+    assert log is not None and modules["off"].app.state.serving.service.log is None
+    ev = event("predict")
+    samples: dict[str, list[float]] = {"off": [], "on": []}
+    for module in modules.values():
+        for _ in range(50):  # warm-up
+            module.handler(ev, Context())
+    for _ in range(max(n // 100, 1)):
+        for label, module in modules.items():
+            for _ in range(100):
+                t = time.perf_counter()
+                module.handler(ev, Context())
+                samples[label].append(time.perf_counter() - t)
+    # the record call alone (what the request path pays), on a forecast from memory
+    service = modules["on"].app.state.serving.service
+    forecast = service.cached_forecast("MSFT", 3)
+    assert forecast is not None
+    record = []
+    for _ in range(n):
+        t = time.perf_counter()
+        log.record(forecast, "bench", "predict")
+        record.append(time.perf_counter() - t)
+    started = time.perf_counter()
+    log.close()  # the rest, flushed here
+    flush_s = time.perf_counter() - started
+    stats = log.stats()
+    out: dict[str, Any] = {"log_stats": stats, "final_flush_s": flush_s}
+    for label in ("off", "on"):
+        out[f"predict_log_{label}_p50_ms"], out[f"predict_log_{label}_p99_ms"] = percentiles(
+            samples[label]
+        )
+    out["record_p50_us"], out["record_p99_us"] = (v * 1000 for v in percentiles(record))
+    return out
+
+
+def handler_latency(env: dict[str, str], n: int) -> dict[str, float]:
+    """Warm p50/p99 through the handler, imported in this process, configured as deployed
+    (the prediction log on)."""
+    module = load_handler(env, "api_app")
 
     out: dict[str, float] = {}
     for name in ("predict", "version"):
@@ -104,6 +157,8 @@ def handler_latency(env: dict[str, str], n: int) -> dict[str, float]:
         service.predictor.predict(rows)
         samples.append(time.perf_counter() - t)
     out["model_run_p50_ms"], out["model_run_p99_ms"] = percentiles(samples)
+    if service.log is not None:
+        service.log.close()  # what it buffered, written while the store is up
     return out
 
 
@@ -345,6 +400,7 @@ def main() -> None:
         rps = throughput(env, args.seconds, args.threads)
         env["STOCKML_API_KEY"] = "local-test-key"
         warm = handler_latency(env, args.requests)
+        logged = logging_cost(env, args.requests)
     finally:
         server.stop()
 
@@ -359,6 +415,14 @@ def main() -> None:
         f"warm handler  /version p50 {warm['version_p50_ms']:.3f} ms  p99 {warm['version_p99_ms']:.3f} ms"
     )
     print(f"  predict/trivial p99 ratio {p99_ratio:.2f}   (goal: predict p99 <= 5 ms)")
+    print(
+        f"prediction log: /predict p50 {logged['predict_log_on_p50_ms']:.3f} ms p99 "
+        f"{logged['predict_log_on_p99_ms']:.3f} ms with it, p50 {logged['predict_log_off_p50_ms']:.3f} ms "
+        f"p99 {logged['predict_log_off_p99_ms']:.3f} ms without (alternating batches); "
+        f"record() alone p50 {logged['record_p50_us']:.1f} us p99 {logged['record_p99_us']:.1f} us; "
+        f"{logged['log_stats']['written']} records written, {logged['log_stats']['failed_puts']} "
+        f"failed PUTs"
+    )
     print(
         f"model run alone (cache miss, 2 ONNX models + ensemble) p50 {warm['model_run_p50_ms']:.3f} ms "
         f"p99 {warm['model_run_p99_ms']:.3f} ms"
@@ -390,6 +454,17 @@ def main() -> None:
                 "trivial_p50_ms": round(warm["version_p50_ms"], 4),
                 "trivial_p99_ms": round(warm["version_p99_ms"], 4),
                 "predict_to_trivial_p99_ratio": round(p99_ratio, 3),
+                "predict_log_on_p50_ms": round(logged["predict_log_on_p50_ms"], 4),
+                "predict_log_on_p99_ms": round(logged["predict_log_on_p99_ms"], 4),
+                "predict_log_off_p50_ms": round(logged["predict_log_off_p50_ms"], 4),
+                "predict_log_off_p99_ms": round(logged["predict_log_off_p99_ms"], 4),
+                "predict_log_p99_ratio": round(
+                    logged["predict_log_on_p99_ms"] / logged["predict_log_off_p99_ms"], 3
+                ),
+                "record_p50_us": round(logged["record_p50_us"], 2),
+                "record_p99_us": round(logged["record_p99_us"], 2),
+                "log_records_written": logged["log_stats"]["written"],
+                "log_failed_puts": logged["log_stats"]["failed_puts"],
                 "model_run_p50_ms": round(warm["model_run_p50_ms"], 4),
                 "model_run_p99_ms": round(warm["model_run_p99_ms"], 4),
                 "cold_start_s": round(cold["cold_start_s"], 3),

@@ -50,8 +50,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[LocalServer]:
     """One real moto_server for the session."""
+    from stockml.predlog import close_all
+
     server = start_moto_server()
     yield server
+    close_all()  # what the apps' prediction logs still buffer, while the server is up
     server.stop()
 
 

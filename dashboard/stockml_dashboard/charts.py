@@ -14,7 +14,14 @@ from datetime import date, timedelta
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from stockml_dashboard.parsing import Curve, MetricsTable, PlotData, RankedSymbol
+from stockml_dashboard.parsing import (
+    Curve,
+    DriftRow,
+    MetricsTable,
+    PlotData,
+    RankedSymbol,
+    Series,
+)
 
 ENSEMBLE = "ensemble"
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2")
@@ -328,5 +335,91 @@ def ranking_figure(rows: Sequence[RankedSymbol], title: str) -> go.Figure:
         margin={"l": 8, "r": 8, "t": 40, "b": 8},
         xaxis={"tickformat": ".1%", "title": "forecast return"},
         yaxis={"autorange": "reversed"},
+    )
+    return fig
+
+
+def live_figure(series: dict[str, Series], level: float = 0.9) -> go.Figure:
+    """Each model's live figures over time: error ratios (the line to beat at 1), direction
+    hit rate beside always-long's, and the band's coverage beside its level."""
+    fig = make_subplots(
+        rows=3,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.06,
+        subplot_titles=(
+            "RMSE / naive (solid) and / drift (dotted): below 1 beats it",
+            "direction hit rate (solid) vs always-long (dotted)",
+            "interval coverage",
+        ),
+    )
+    names = list(series)
+    for name, s in series.items():
+        line_colour = colour(name, names)
+        panels = (
+            (1, "rmse_ratio_vs_naive", "solid"),
+            (1, "rmse_ratio_vs_drift", "dot"),
+            (2, "directional_accuracy", "solid"),
+            (2, "directional_accuracy_always_long", "dot"),
+            (3, "interval_coverage", "solid"),
+        )
+        for row, key, dash in panels:
+            fig.add_trace(
+                go.Scatter(
+                    x=s.dates,
+                    y=s.values[key],
+                    name=f"{name} {key.replace('_', ' ')}",
+                    mode="lines",
+                    line={"color": line_colour, "dash": dash},
+                    legendgroup=name,
+                    showlegend=key == "rmse_ratio_vs_naive",
+                    meta={"role": "live", "model": name, "series": key},
+                ),
+                row=row,
+                col=1,
+            )
+    fig.add_hline(y=1.0, line_dash="dash", line_color="#d62728", row=1, col=1)
+    fig.add_hline(y=level, line_dash="dash", line_color="#d62728", row=3, col=1)
+    fig.update_layout(
+        height=620,
+        margin={"l": 8, "r": 8, "t": 40, "b": 8},
+        legend={"orientation": "h", "y": -0.08},
+        hovermode="x unified",
+    )
+    fig.update_yaxes(tickformat=".0%", row=2, col=1)
+    fig.update_yaxes(tickformat=".0%", row=3, col=1)
+    return fig
+
+
+def psi_figure(rows: Sequence[DriftRow], top: int = 20) -> go.Figure:
+    """The highest PSIs, each beside its threshold (what the training history's own windows
+    reached, at least the configured floor)."""
+    shown = [r for r in rows if r.psi is not None][:top]
+    fig = go.Figure(
+        go.Bar(
+            x=[r.psi for r in shown],
+            y=[r.feature for r in shown],
+            orientation="h",
+            marker_color=[PALETTE[1] if r.drifted else BASELINE_COLOUR for r in shown],
+            meta={"role": "psi"},
+            name="PSI",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[r.threshold for r in shown],
+            y=[r.feature for r in shown],
+            mode="markers",
+            marker={"symbol": "line-ns-open", "size": 14, "color": "#111111"},
+            meta={"role": "psi_threshold"},
+            name="threshold",
+        )
+    )
+    fig.update_layout(
+        title="Feature drift: PSI of the recent window vs training (red: drifted)",
+        height=120 + 24 * len(shown),
+        margin={"l": 8, "r": 8, "t": 40, "b": 8},
+        yaxis={"autorange": "reversed"},
+        legend={"orientation": "h", "y": -0.1},
     )
     return fig

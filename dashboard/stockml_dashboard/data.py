@@ -63,3 +63,8 @@ def metrics(cfg: DashboardConfig, symbol: str) -> Any:
 
 def rankings(cfg: DashboardConfig, horizon: int, top: int) -> Any:
     return get(cfg, "/rankings", horizon=horizon, top=top)
+
+
+def monitoring(cfg: DashboardConfig) -> Any:
+    """``/monitoring`` (200, or 503 until the monitor has run: both with a body)."""
+    return get(cfg, "/monitoring", accept=(200, 503))

@@ -20,6 +20,14 @@ Expected shapes beyond what every bundle has today:
 
   ``score`` is the forecast return over ``horizon`` sessions, ``lower``/``upper`` its
   interval; a 404 means the serving bundle has no ranking.
+- ``GET /metrics/{symbol}``'s ``live`` (the monitor's last run, or null): ``run_date``,
+  ``window`` ``{"sessions", "start", "end"}``, ``models`` ``{model: {horizon: {figure:
+  value}}}`` (the baselines too) and ``series`` ``{model: {horizon: {"dates", figure: [...]}}}``.
+- ``GET /monitoring`` (503 until the monitor has run): ``run_date``, ``model_version``,
+  ``live``, ``drift`` ``{"drift", "drifted", "features": {name: {"psi", "threshold",
+  "drifted"}}, ...}``, ``freshness`` ``{"symbols": {symbol: {"last_date", "age_sessions",
+  "stale"}}, "stale", ...}``, ``quarantine`` ``{"share", "max_share", "alarm", ...}``,
+  ``retrain`` ``{"retrain", "reasons", "checks", "trigger"}``.
 """
 
 from __future__ import annotations
@@ -457,4 +465,219 @@ def parse_rankings(payload: Any) -> Ranking:
         rows=rows,
         rank_ic=number(body.get("rank_ic")),
         long_short=_curve(body.get("long_short"), ("equity",)),
+    )
+
+
+# --------------------------------------------------------------------------- monitoring
+
+LIVE_COLUMNS: tuple[MetricColumn, ...] = (
+    MetricColumn("n", "sessions", ",.0f", "Served forecasts scored (their outcome is realised)."),
+    MetricColumn(
+        "rmse_ratio_vs_naive", "RMSE / naive", ".3f", "Live error over the no-change forecast's."
+    ),
+    MetricColumn(
+        "rmse_ratio_vs_drift", "RMSE / drift", ".3f", "Live error over the average-move forecast's."
+    ),
+    MetricColumn(
+        "dm_pvalue_vs_best_baseline",
+        "DM p vs best baseline",
+        ".3f",
+        "One-sided Diebold-Mariano test against the better baseline; small means a real edge.",
+    ),
+    MetricColumn(
+        "directional_accuracy", "direction hit rate", ".1%", "Up/down moves called right."
+    ),
+    MetricColumn(
+        "directional_accuracy_always_long",
+        "always-long hit rate",
+        ".1%",
+        "The hit rate of always saying 'up' on the same sessions.",
+    ),
+    MetricColumn(
+        "interval_coverage",
+        "interval coverage",
+        ".1%",
+        "Realised prices inside the served band (should match its level, 90%).",
+    ),
+    MetricColumn("rank_ic", "rank IC", ".3f", "Per-session Spearman across symbols (universes)."),
+)
+SERIES_KEYS = (
+    "rmse_ratio_vs_naive",
+    "rmse_ratio_vs_drift",
+    "directional_accuracy",
+    "directional_accuracy_always_long",
+    "interval_coverage",
+)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One model's live figures over time at one horizon (rolling, per session)."""
+
+    dates: list[date]
+    values: dict[str, list[float | None]]
+
+
+@dataclass(frozen=True)
+class Live:
+    """``/metrics/{symbol}``'s live block."""
+
+    run_date: date | None
+    sessions: int | None
+    start: date | None
+    end: date | None
+    # model -> horizon -> figure -> value
+    figures: dict[str, dict[int, dict[str, float | None]]]
+    # model -> horizon -> series
+    series: dict[str, dict[int, Series]]
+
+    @property
+    def horizons(self) -> list[int]:
+        return sorted({h for by_h in self.figures.values() for h in by_h})
+
+    def display_rows(self, horizon: int) -> list[dict[str, str]]:
+        return [
+            {
+                "model": name,
+                **{c.label: fmt(by_h.get(horizon, {}).get(c.key), c.spec) for c in LIVE_COLUMNS},
+            }
+            for name, by_h in self.figures.items()
+        ]
+
+
+def _by_horizon(raw: Any) -> dict[int, Any]:
+    out: dict[int, Any] = {}
+    for key, value in (raw or {}).items() if isinstance(raw, dict) else ():
+        try:
+            out[int(key)] = value
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def parse_live(payload: Any) -> Live | None:
+    body = payload if isinstance(payload, dict) else {}
+    live = body.get("live")
+    if not isinstance(live, dict):
+        return None
+    window = live.get("window") if isinstance(live.get("window"), dict) else {}
+    figures: dict[str, dict[int, dict[str, float | None]]] = {}
+    for name, horizons in (live.get("models") or {}).items():
+        figures[str(name)] = {
+            h: {c.key: number(v.get(c.key)) for c in LIVE_COLUMNS}
+            for h, v in _by_horizon(horizons).items()
+            if isinstance(v, dict)
+        }
+    series: dict[str, dict[int, Series]] = {}
+    for name, horizons in (live.get("series") or {}).items():
+        for h, raw in _by_horizon(horizons).items():
+            if not isinstance(raw, dict):
+                continue
+            dates = [day(d) for d in raw.get("dates") or []]
+            if not dates or any(d is None for d in dates):
+                continue
+            values = {
+                k: [number(v) for v in raw.get(k) or [None] * len(dates)] for k in SERIES_KEYS
+            }
+            series.setdefault(str(name), {})[h] = Series(dates, values)  # type: ignore[arg-type]
+    sessions = number(window.get("sessions"))
+    return Live(
+        run_date=day(live.get("run_date")),
+        sessions=None if sessions is None else int(sessions),
+        start=day(window.get("start")),
+        end=day(window.get("end")),
+        figures=figures,
+        series=series,
+    )
+
+
+@dataclass(frozen=True)
+class DriftRow:
+    feature: str
+    psi: float | None
+    threshold: float | None
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class Freshness:
+    symbol: str
+    last_date: date | None
+    age_sessions: int | None
+    stale: bool | None
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """``/monitoring``: the monitor's last run."""
+
+    run_date: date | None
+    model_version: str | None
+    drift: bool | None
+    drift_reason: str | None
+    drift_rows: list[DriftRow]  # by PSI, highest first
+    drifted_share: float | None
+    max_drifted_share: float | None
+    expected_session: date | None
+    freshness: list[Freshness]
+    quarantine_share: float | None
+    quarantine_max: float | None
+    quarantine_alarm: bool | None
+    retrain: bool | None
+    reasons: list[str]
+    checks: list[dict[str, Any]]
+    trigger: dict[str, Any] | None
+
+    @property
+    def stale(self) -> list[str]:
+        return [f.symbol for f in self.freshness if f.stale]
+
+
+def parse_monitoring(payload: Any) -> Monitoring:
+    body = payload if isinstance(payload, dict) else {}
+    drift = body.get("drift") if isinstance(body.get("drift"), dict) else {}
+    rows = []
+    for name, f in (drift.get("features") or {}).items():
+        if isinstance(f, dict):
+            rows.append(
+                DriftRow(
+                    str(name),
+                    number(f.get("psi")),
+                    number(f.get("threshold")),
+                    bool(f.get("drifted")),
+                )
+            )
+    rows.sort(key=lambda r: -math.inf if r.psi is None else r.psi, reverse=True)
+    freshness_block = body.get("freshness") if isinstance(body.get("freshness"), dict) else {}
+    freshness = []
+    for symbol, f in (freshness_block.get("symbols") or {}).items():
+        if isinstance(f, dict):
+            age = number(f.get("age_sessions"))
+            freshness.append(
+                Freshness(
+                    str(symbol),
+                    day(f.get("last_date")),
+                    None if age is None else int(age),
+                    _flag(f.get("stale")),
+                )
+            )
+    quarantine = body.get("quarantine") if isinstance(body.get("quarantine"), dict) else {}
+    retrain = body.get("retrain") if isinstance(body.get("retrain"), dict) else {}
+    return Monitoring(
+        run_date=day(body.get("run_date")),
+        model_version=body.get("model_version"),
+        drift=_flag(drift.get("drift")),
+        drift_reason=drift.get("reason"),
+        drift_rows=rows,
+        drifted_share=number(drift.get("drifted_share")),
+        max_drifted_share=number(drift.get("max_drifted_share")),
+        expected_session=day(freshness_block.get("expected_session")),
+        freshness=freshness,
+        quarantine_share=number(quarantine.get("share")),
+        quarantine_max=number(quarantine.get("max_share")),
+        quarantine_alarm=_flag(quarantine.get("alarm")),
+        retrain=_flag(retrain.get("retrain")),
+        reasons=[str(r) for r in retrain.get("reasons") or []],
+        checks=[c for c in retrain.get("checks") or [] if isinstance(c, dict)],
+        trigger=retrain.get("trigger") if isinstance(retrain.get("trigger"), dict) else None,
     )

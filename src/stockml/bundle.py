@@ -8,6 +8,9 @@ Layout of one bundle (a local folder, or ``s3://<bucket>/<models_prefix>/<versio
     sessions.json        optional: NYSE sessions from a year before the stalest symbol's last
                          day to about a year ahead (sessions.SessionTable), so serving needs
                          no exchange-calendars at start-up; it falls back to it past the span
+    feature_distribution.json  optional: the training distribution of each feature
+                         (FeatureDistribution: quantile bins), what the monitor's drift
+                         check compares recent feature rows with
     <model>.onnx         one file per model
 
 Every ONNX model maps float32 inputs to float32 forward log returns for horizons 1..H:
@@ -45,6 +48,7 @@ MANIFEST = "manifest.json"
 FEATURE_SPEC = "feature_spec.json"
 METRICS = "metrics.json"
 SESSIONS = "sessions.json"
+DISTRIBUTION = "feature_distribution.json"
 CHAMPION = "champion.json"
 EVALUATION_DIR = "_evaluation"
 PREDICTIONS = "predictions.parquet"
@@ -141,6 +145,139 @@ def interval_offsets(
     raw = features.matrix(names)[-1:] if names else np.ones((1, 0))
     scale = float(interval_scale(band, raw)[0])
     return scale * np.asarray(band["lo"], np.float64), scale * np.asarray(band["hi"], np.float64)
+
+
+# --------------------------------------------------------------------------- drift reference
+
+# sessions in a drift window: the monitor compares the last DRIFT_WINDOW sessions' feature rows
+# with the training distribution (configs/config.yaml ``monitoring.drift.window_sessions``)
+DRIFT_WINDOW = 60
+# the quantiles of the training windows' own PSI that a bundle records (see FeatureDistribution)
+NULL_QUANTILES = (0.5, 0.9, 0.95, 0.99, 1.0)
+# proportions are floored here in the PSI: an empty bin must not make it infinite
+PSI_FLOOR = 1e-4
+
+
+def population_stability(expected: np.ndarray, actual: np.ndarray) -> float:
+    """The population stability index ``sum((a - e) ln(a / e))`` of two bin proportions."""
+    e = np.maximum(np.asarray(expected, np.float64), PSI_FLOOR)
+    a = np.maximum(np.asarray(actual, np.float64), PSI_FLOOR)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def bin_index(edges: np.ndarray | list[float], values: np.ndarray) -> np.ndarray:
+    """The bin of each value: ``(-inf, e0], (e0, e1], ..., (e_last, inf)`` -> 0..len(edges)."""
+    return np.searchsorted(np.asarray(edges, np.float64), values, side="left")
+
+
+@dataclass(frozen=True)
+class FeatureDistribution:
+    """The training distribution of each feature: what the monitor's drift check compares with.
+
+    Per feature (raw values, the rows the published models learned from): ``edges``, its
+    ``bins``-quantiles (deciles; repeated values merged, so a 0/1 flag has two bins);
+    ``expected``, the share of training rows in each bin; and ``null_psi``, the PSI that the
+    training rows' OWN windows of ``window`` consecutive sessions reached against
+    ``expected``, at the quantiles ``quantiles``. Daily features are autocorrelated, so a few
+    weeks of rows never look like twenty years of them: on the embedded MSFT data the median
+    60-session window of the training history has a PSI above 0.25 for most features. A recent
+    window therefore counts as drifted only beyond what the training history's own windows
+    reached (e.g. its 99th percentile), not against a fixed rule of thumb. Features constant
+    on the training rows (fed to the models as 0) are not listed.
+    """
+
+    window: int
+    rows: int
+    start: str
+    end: str
+    quantiles: list[float]
+    features: dict[str, dict[str, list[float]]]
+
+    @classmethod
+    def fit(
+        cls,
+        values: np.ndarray,
+        dates: np.ndarray,
+        names: list[str],
+        bins: int = 10,
+        window: int = DRIFT_WINDOW,
+        step: int = 5,
+    ) -> FeatureDistribution:
+        """Bin each feature of the training rows and measure its own windows' PSI.
+
+        Args:
+            values: ``[rows, len(names)]`` raw feature values (finite), any symbols.
+            dates: ``[rows]`` their sessions: a window is ``window`` consecutive sessions of
+                every symbol's rows (a universe is pooled, as the monitor pools it).
+            names: the feature names.
+            bins: quantile bins per feature.
+            window: sessions per window (the monitor's drift window).
+            step: sessions between the starts of two training windows.
+
+        Raises:
+            FeatureError: no rows, or values that are not finite.
+        """
+        x = np.asarray(values, np.float64)
+        if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] != len(names):
+            raise FeatureError(f"cannot fit a feature distribution on an array of {x.shape}")
+        if not np.isfinite(x).all():
+            raise FeatureError("a feature distribution needs finite values")
+        days, day_index = np.unique(np.asarray(dates, "datetime64[D]"), return_inverse=True)
+        starts = np.arange(0, max(len(days) - window + 1, 0), step)
+        features: dict[str, dict[str, list[float]]] = {}
+        for j, name in enumerate(names):
+            column = x[:, j]
+            if np.ptp(column) <= 1e-12 * max(float(np.abs(column).max()), 1.0):
+                continue  # constant: the models never saw it vary
+            edges = np.unique(np.quantile(column, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+            index = bin_index(edges, column)
+            k = len(edges) + 1
+            expected = np.bincount(index, minlength=k) / len(column)
+            # per session bin counts, cumulated: a window's counts are one subtraction
+            per_day = np.zeros((len(days) + 1, k))
+            np.add.at(per_day, (day_index + 1, index), 1.0)
+            cumulative = np.cumsum(per_day, axis=0)
+            counts = cumulative[starts + window] - cumulative[starts]
+            null = [population_stability(expected, c / c.sum()) for c in counts if c.sum() > 0]
+            features[name] = {
+                "edges": [float(v) for v in edges],
+                "expected": [float(v) for v in expected],
+                "null_psi": [float(v) for v in np.quantile(null, NULL_QUANTILES)] if null else [],
+            }
+        return cls(
+            window=int(window),
+            rows=int(x.shape[0]),
+            start=str(days[0]),
+            end=str(days[-1]),
+            quantiles=list(NULL_QUANTILES),
+            features=features,
+        )
+
+    def psi(self, name: str, values: np.ndarray) -> float:
+        """PSI of ``values`` (a recent window's raw values of feature ``name``) vs training."""
+        entry = self.features[name]
+        index = bin_index(entry["edges"], np.asarray(values, np.float64))
+        actual = np.bincount(index, minlength=len(entry["expected"])) / max(len(index), 1)
+        return population_stability(np.asarray(entry["expected"]), actual)
+
+    def null_psi(self, name: str, quantile: float) -> float | None:
+        """The ``quantile`` of the training windows' own PSI of ``name`` (None if unrecorded)."""
+        values = self.features[name].get("null_psi") or []
+        if not values:
+            return None
+        try:
+            return float(values[self.quantiles.index(quantile)])
+        except ValueError:
+            raise FeatureError(
+                f"the bundle records the training windows' PSI at {self.quantiles}, not {quantile}"
+            ) from None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> FeatureDistribution:
+        return cls(**json.loads(text))
 
 
 @dataclass(frozen=True)
@@ -277,6 +414,7 @@ class Bundle:
     metrics: dict[str, Any]
     onnx: dict[str, bytes]
     sessions: SessionTable | None = None
+    distribution: FeatureDistribution | None = None
 
 
 def write_bundle(
@@ -291,11 +429,13 @@ def write_bundle(
     symbols: list[str],
     extra: dict[str, Any] | None = None,
     sessions: SessionTable | None = None,
+    distribution: FeatureDistribution | None = None,
 ) -> Manifest:
     """Write a bundle into ``folder`` (created) and return its manifest.
 
     ``onnx_models`` maps a model name to (ONNX bytes, entry); ``entry.file`` names the file.
-    ``sessions`` (optional) is written as ``sessions.json`` for serving's dates.
+    ``sessions`` (optional) is written as ``sessions.json`` for serving's dates,
+    ``distribution`` (optional) as ``feature_distribution.json`` for the monitor.
     """
     folder.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}
@@ -310,6 +450,8 @@ def write_bundle(
         put(entry.file, data)
     if sessions is not None:
         put(SESSIONS, sessions.to_json().encode())
+    if distribution is not None:
+        put(DISTRIBUTION, distribution.to_json().encode())
     manifest = Manifest(
         version=version,
         created_at=datetime.now(UTC).isoformat(),
@@ -352,11 +494,21 @@ def read_bundle_files(files: dict[str, bytes]) -> Bundle:
         sessions = (
             SessionTable.from_json(files[SESSIONS].decode()) if SESSIONS in manifest.files else None
         )
+        distribution = (
+            FeatureDistribution.from_json(files[DISTRIBUTION].decode())
+            if DISTRIBUTION in manifest.files
+            else None
+        )
     except (ValueError, TypeError, KeyError) as exc:
         raise BundleError(f"bundle metadata is unreadable: {exc}") from exc
     onnx = {name: files[entry.file] for name, entry in manifest.models.items()}
     return Bundle(
-        manifest=manifest, feature_spec=spec, metrics=metrics, onnx=onnx, sessions=sessions
+        manifest=manifest,
+        feature_spec=spec,
+        metrics=metrics,
+        onnx=onnx,
+        sessions=sessions,
+        distribution=distribution,
     )
 
 

@@ -791,6 +791,45 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+@app.command("monitor")
+def monitor_command(
+    as_of: str = typer.Option(
+        None, "--as-of", help="Run as of this session (a replay); default: the last completed."
+    ),
+    retrain: bool = typer.Option(
+        True,
+        help="Trigger training when a threshold is passed (--no-retrain: decide and report only).",
+    ),
+    mlflow: bool = typer.Option(True, help="Log a training run it triggers to MLflow."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's status as JSON."),
+) -> None:
+    """Score served forecasts against realised prices, check feature drift, freshness and
+    quarantine, and retrain through the promotion gate when a threshold is passed."""
+    from stockml.model_config import ModelConfig
+    from stockml.monitoring.monitor import run_monitor
+    from stockml.monitoring.retrain import batch_trigger, local_trigger
+    from stockml.monitoring.tables import monitor_tables
+    from stockml.storage import Store
+
+    settings = _settings()
+    run_date = _date_option(as_of, "--as-of")
+    jobs = settings.monitoring.retrain
+    trigger = None
+    if retrain and jobs.batch_job_queue and jobs.batch_job_definition:
+        trigger = batch_trigger(jobs.batch_job_queue, jobs.batch_job_definition)
+    elif retrain:
+        trigger = local_trigger(settings, mlflow=mlflow)
+    result = run_monitor(
+        Store.from_settings(settings.store), settings, ModelConfig.from_yaml(), run_date, trigger
+    )
+    if as_json:
+        typer.echo(json.dumps(result["status"], indent=2))
+        return
+    note = None if retrain else "not triggered: --no-retrain"
+    for table in monitor_tables(result["status"], note):
+        console.print(table)
+
+
 # === serving ===
 
 
@@ -896,6 +935,9 @@ def demo(
         settings.ingest.providers = ["sample"]
         run_demo(settings, console, symbol=symbol, days=days, port=port, serve_after=serve_after)
     finally:
+        from stockml.predlog import close_all
+
+        close_all()  # what the API's prediction log still holds, while the local S3 is up
         moto.stop()
 
 

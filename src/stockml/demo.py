@@ -1,7 +1,14 @@
-"""The whole pipeline on one machine: ingest -> features -> train/evaluate -> serve -> predict.
+"""The whole pipeline on one machine: ingest -> features -> train/evaluate -> monitor -> serve
+-> predict.
 
 Used by ``stockml demo`` (and its end-to-end test). The caller provides Settings whose store
 points at a running S3 endpoint (the CLI starts a local moto_server).
+
+The models are trained on the bars up to ``REPLAY_SESSIONS`` sessions before the data's end;
+the later sessions then arrive, and the bundle is served on each of them (the serving
+Predictor, recorded to the prediction log as the API records what it serves) so that the
+monitor scores live forecasts against the prices realised after them: what a deployment
+sees after its training.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -22,6 +30,9 @@ if TYPE_CHECKING:
     from stockml.model_config import ModelConfig
 
 logger = logging.getLogger(__name__)
+
+# sessions at the end of the data that training does not see: the replay the monitor scores
+REPLAY_SESSIONS = 60
 
 
 def run_demo(
@@ -58,14 +69,19 @@ def run_demo(
     from stockml.tracking import tracking_server
 
     symbols = list(dict.fromkeys([*settings.ingest.symbols, symbol]))
-    console.rule(f"1/5 ingest {', '.join(symbols)} (providers: {settings.ingest.providers})")
-    report = ingest_symbols(settings, symbols=symbols)
+    cut = _training_cut(settings, symbol)
+    console.rule(
+        f"1/6 ingest {', '.join(symbols)} up to {cut.date()} "
+        f"(providers: {settings.ingest.providers})"
+    )
+    # after the cut's close: its session is the last completed one
+    report = ingest_symbols(settings, symbols=symbols, now=cut + pd.Timedelta(hours=23))
     report.raise_for_errors()
     console.print(
         _table("raw bars in the store", Store.from_settings(settings.store).summary("raw"))
     )
 
-    console.rule("2/5 features")
+    console.rule("2/6 features")
     started = time.perf_counter()
     features = update_features(Store.from_settings(settings.store), None, FeatureConfig.from_yaml())
     console.print(
@@ -74,7 +90,7 @@ def run_demo(
     )
 
     console.rule(
-        "3/5 train, evaluate walk-forward against the baselines, log to MLflow, export ONNX"
+        "3/6 train, evaluate walk-forward against the baselines, log to MLflow, export ONNX"
     )
     with tracking_server(settings.mlflow.tracking_uri) as uri:
         summary = run_training(settings, [symbol], config=model_config, tracking_uri=uri)
@@ -95,12 +111,17 @@ def run_demo(
         )
         settings.api.model_version = str(summary["version"])
 
-    console.rule("4/5 serve the bundle (FastAPI + ONNX Runtime under uvicorn)")
+    console.rule(
+        f"4/6 the next {REPLAY_SESSIONS} sessions arrive and are served; the monitor scores them"
+    )
+    _replay_and_monitor(settings, console, symbols, symbol, summary, model_config)
+
+    console.rule("5/6 serve the bundle (FastAPI + ONNX Runtime under uvicorn)")
     server, thread, url = _start_api(settings, port)
     board = None
     try:
         console.print(f"API: {url}  health: {httpx.get(url + '/health', timeout=30).json()}")
-        console.rule(f"5/5 POST /predict/{symbol}")
+        console.rule(f"6/6 POST /predict/{symbol}")
         response = httpx.post(f"{url}/predict/{symbol}", json={"days": days}, timeout=60)
         response.raise_for_status()
         body: dict[str, Any] = response.json()
@@ -123,6 +144,61 @@ def run_demo(
             board.stop()
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def _training_cut(settings: Settings, symbol: str) -> pd.Timestamp:
+    """The session ``REPLAY_SESSIONS`` sessions before the provider's last bar of ``symbol``."""
+    from stockml.providers import build_providers
+
+    bars = build_providers(settings).fetch_bars(
+        symbol, settings.ingest.start, pd.Timestamp.now().date()
+    )
+    dates = pd.DatetimeIndex(bars["date"]).sort_values()
+    return pd.Timestamp(dates[-REPLAY_SESSIONS - 1]).normalize()
+
+
+def _replay_and_monitor(
+    settings: Settings,
+    console: Console,
+    symbols: list[str],
+    symbol: str,
+    summary: dict[str, Any],
+    model_config: ModelConfig | None,
+) -> dict[str, Any]:
+    """Ingest the later sessions, serve the bundle on each (the prediction log records them
+    as the API does), then one monitor run as of the last session (the demo retrains
+    nothing: it prints the decision)."""
+    from stockml.features import FeatureConfig
+    from stockml.features.pipeline import update_features
+    from stockml.inference import load_bundle
+    from stockml.ingest import ingest_symbols
+    from stockml.model_config import ModelConfig
+    from stockml.monitoring.monitor import run_monitor
+    from stockml.monitoring.replay import replay_forecasts
+    from stockml.monitoring.tables import monitor_tables
+    from stockml.predlog import PredictionLog
+    from stockml.storage import Store
+
+    started = time.perf_counter()
+    store = Store.from_settings(settings.store)
+    ingest_symbols(settings, symbols=symbols, store=store).raise_for_errors()
+    update_features(store, None, FeatureConfig.from_yaml()).raise_for_errors()
+    bundle = load_bundle(store, str(summary["version"]), models_prefix=store.models_prefix)
+    frame = store.read_table(store.features_prefix, [symbol])
+    first = pd.Timestamp(summary["data_window"]["train_end"]) + pd.Timedelta(days=1)
+    last = pd.Timestamp(frame["date"].max())
+    log = PredictionLog(store, settings.store.predictions_prefix, background=False)
+    served = replay_forecasts(bundle, frame, first, last, log)
+    log.flush()
+    result = run_monitor(store, settings, model_config or ModelConfig.from_yaml(), last.date())
+    console.print(
+        f"served {served} forecasts of {symbol} ({first.date()}..{last.date()}) into the "
+        f"prediction log; monitor run as of {last.date()} "
+        f"({time.perf_counter() - started:.1f} s with the later sessions' ingestion)"
+    )
+    for table in monitor_tables(result["status"], "the demo does not retrain"):
+        console.print(table)
+    return result
 
 
 def _start_api(settings: Settings, port: int) -> tuple[Any, threading.Thread, str]:

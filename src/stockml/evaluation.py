@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from stockml import stats
 from stockml.errors import ModelError
 
 TRADING_DAYS = 252
@@ -226,9 +226,9 @@ def diebold_mariano(
     correction = (n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n
     stat *= math.sqrt(max(correction, 0.0))
     if alternative == "less":
-        p = float(stats.t.cdf(stat, df=n - 1))
+        p = stats.t_cdf(stat, n - 1)
     elif alternative == "two-sided":
-        p = float(2.0 * stats.t.sf(abs(stat), df=n - 1))
+        p = 2.0 * stats.t_sf(abs(stat), n - 1)
     else:
         raise ValueError(f"alternative must be 'two-sided' or 'less', got {alternative!r}")
     return float(stat), p
@@ -270,7 +270,7 @@ def directional_test(
     lrv = hac_variance(d, max(horizon - 1, newey_west_lags(len(d))))
     if lrv > 1e-30:
         z = float(d.mean() / math.sqrt(lrv / len(d)))
-        out["directional_pvalue"] = float(stats.norm.sf(z))
+        out["directional_pvalue"] = stats.norm_sf(z)
     return out
 
 
@@ -278,8 +278,8 @@ def information_coefficient(pred: np.ndarray, y: np.ndarray) -> float | None:
     """Spearman rank correlation of forecast and outcome (None for a constant forecast)."""
     if len(pred) < 3 or np.all(pred == pred[0]) or np.all(y == y[0]):
         return None
-    rho = stats.spearmanr(pred, y).statistic
-    return None if not np.isfinite(rho) else float(rho)
+    rho = stats.spearman(pred, y)
+    return None if not np.isfinite(rho) else rho
 
 
 def session_losses(err: np.ndarray, dates: np.ndarray) -> np.ndarray:
@@ -504,13 +504,18 @@ class Forecasts:
             {k: np.concatenate([p.upper[k] for p in parts]) for k in first.upper},
         )
 
-    def join(self, outcomes: pd.DataFrame, target_names: list[str]) -> tuple[Forecasts, np.ndarray]:
+    def join(
+        self, outcomes: pd.DataFrame, target_names: list[str], partial: bool = False
+    ) -> tuple[Forecasts, np.ndarray]:
         """These forecasts with their realised outcomes, on the rows where all are known.
 
         Args:
             outcomes: ``symbol, date, <target_names>`` (forward log returns realised after
                 each date, e.g. the features table's targets).
             target_names: the H outcome columns, horizon order.
+            partial: keep the rows whose FIRST outcome is known, the later ones NaN until
+                they are realised (the metrics skip NaN per horizon): a live monitor scores
+                each horizon as soon as its outcome exists.
 
         Returns:
             ``(forecasts of the matched rows, y [m, H])``.
@@ -523,7 +528,7 @@ class Forecasts:
         right["date"] = pd.to_datetime(right["date"])
         merged = keys.merge(right, on=["symbol", "date"], how="left", validate="many_to_one")
         y = merged[target_names].to_numpy(np.float64)
-        known = np.isfinite(y).all(axis=1)
+        known = np.isfinite(y[:, 0]) if partial else np.isfinite(y).all(axis=1)
         return self.take(known), y[known]
 
 

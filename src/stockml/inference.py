@@ -14,6 +14,9 @@ lightgbm, scikit-learn, mlflow): the Lambda installs only the ``serving`` extra.
   ``(symbol, model version, last feature date)``, so a warm request runs no model at all.
 - :func:`load_bundle` reads a bundle from ``<models_prefix>/champion.json`` -> version ->
   ``<models_prefix>/<version>/`` (or a named version, or a local folder), sha256-checked.
+- every served forecast goes to the prediction log (:mod:`stockml.predlog`: buffered, written
+  in the background), and the monitor's published figures are read through
+  :class:`~stockml.monitoring.results.MonitoringReader`.
 
 The store is read through :class:`stockml.s3.S3Reader` and nothing here imports pandas or
 botocore: a Lambda cold start pays for every import (``benchmarks/serve.py``).
@@ -29,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -50,7 +53,9 @@ from stockml.errors import (
     UnknownSymbolError,
     ValidationError,
 )
-from stockml.s3 import S3Reader, encode_symbol
+from stockml.monitoring.results import MonitoringReader
+from stockml.predlog import PredictionLog
+from stockml.s3 import S3Writer, encode_symbol
 from stockml.sessions import SessionTable
 from stockml.window import FeatureWindow, latest_keys, windows_prefix
 
@@ -524,6 +529,8 @@ class PredictionService:
         max_feature_age_sessions: int = 5,
         cache_size: int = 4096,
         refuse_stale: bool = False,
+        log: PredictionLog | None = None,
+        monitoring: MonitoringReader | None = None,
     ) -> None:
         """Join a predictor and a feature source.
 
@@ -533,9 +540,13 @@ class PredictionService:
             max_feature_age_sessions: features older than this many sessions are stale.
             cache_size: forecasts kept in memory.
             refuse_stale: raise StaleFeaturesError instead of forecasting from stale features.
+            log: records every served forecast (None: nothing is recorded).
+            monitoring: what the monitor published (None: no live figures).
         """
         self.predictor = predictor
         self.features = features
+        self.log = log
+        self.monitoring = monitoring
         self.max_feature_age_sessions = max_feature_age_sessions
         self.refuse_stale = refuse_stale
         self._cache: OrderedDict[tuple[str, str, date], Forecast] = OrderedDict()
@@ -591,6 +602,21 @@ class PredictionService:
             return None
         age, stale = self.freshness(symbol, last)
         return full.select(days, models, age, stale)
+
+    def monitoring_status(self) -> dict[str, Any]:
+        """The monitor's last published status.
+
+        Raises:
+            StoreError: none is published (or readable).
+        """
+        if self.monitoring is None:
+            raise StoreError("this service reads no monitoring status")
+        return self.monitoring.status()
+
+    def record(self, forecast: Forecast, request_id: str | None, endpoint: str) -> None:
+        """Record a served forecast in the prediction log (buffered: no I/O here)."""
+        if self.log is not None:
+            self.log.record(forecast, request_id, endpoint)
 
     def data_age(self, last_date: date) -> int:
         """NYSE sessions completed since ``last_date`` (0: it is the latest completed one)."""
@@ -672,14 +698,16 @@ def load_service(settings: Settings, reader: ObjectReader | None = None) -> Pred
 
     Args:
         settings: the process settings (``store`` and ``api``).
-        reader: the bucket (default: an :class:`~stockml.s3.S3Reader` on ``settings.store``).
+        reader: the bucket (default: an :class:`~stockml.s3.S3Writer` on ``settings.store``:
+            its reads, and the prediction log's writes; a reader without ``put_bytes``
+            switches the log off).
 
     Raises:
         BundleError: the bundle is missing or corrupt.
         StoreError: the store cannot be read.
     """
     store = settings.store
-    reader = reader or S3Reader(store.bucket, store.endpoint_url, store.region)
+    reader = reader or S3Writer(store.bucket, store.endpoint_url, store.region)
     started = time.perf_counter()
     bundle = load_bundle(
         reader, settings.api.model_version, settings.api.bundle_dir, store.models_prefix
@@ -697,11 +725,23 @@ def load_service(settings: Settings, reader: ObjectReader | None = None) -> Pred
         ping_key=champion_key(store.models_prefix),
         ttl_s=settings.api.features_ttl_s,
     )
+    log = None
+    if settings.api.log_predictions and hasattr(reader, "put_bytes"):
+        log = PredictionLog(
+            reader,  # type: ignore[arg-type]
+            store.predictions_prefix,
+            max_records=settings.api.log_flush_records,
+            max_age_s=settings.api.log_flush_seconds,
+        )
     return PredictionService(
         predictor,
         source,
         max_feature_age_sessions=settings.api.max_feature_age_sessions,
         refuse_stale=settings.api.refuse_stale,
+        log=log,
+        monitoring=MonitoringReader(
+            reader, store.monitoring_prefix, ttl_s=settings.api.monitoring_ttl_s
+        ),
     )
 
 

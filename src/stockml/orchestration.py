@@ -221,7 +221,14 @@ def run_training(
     symbols = symbols or default_symbols(settings, feature_config)
     data = load_dataset(store, symbols, feature_config, config.history_sessions, progress, universe)
     champion = load_champion(store, data, config)
-    result = train(data, config, workdir or scratch_dir(), champion=champion, progress=progress)
+    result = train(
+        data,
+        config,
+        workdir or scratch_dir(),
+        champion=champion,
+        progress=progress,
+        drift_window=settings.monitoring.drift.window_sessions,
+    )
     record = None
     if tracking_uri:
         folder = find_config_dir()

@@ -5,7 +5,9 @@ every import counts: botocore's import and client (its service model, endpoint r
 ~0.3 s, more than the reads themselves. :class:`S3Reader` needs only the standard library.
 It does what serving needs and nothing else (writes go through :class:`stockml.storage.Store`):
 
-- ``get_bytes(key)``, ``list_keys(prefix)`` (all pages), ``get_folder(prefix)``;
+- ``get_bytes(key)``, ``list_keys(prefix)`` (all pages), ``get_folder(prefix)``; and, in
+  :class:`S3Writer`, ``put_bytes(key, data)``: the prediction log's one write
+  (:mod:`stockml.predlog`);
 - credentials from the environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
   ``AWS_SESSION_TOKEN``: what Lambda sets for the function's role); elsewhere (a profile, an
   instance role) botocore's credential chain, imported only then;
@@ -205,14 +207,14 @@ class S3Reader:
         Raises:
             StoreError: the object does not exist or the read failed.
         """
-        return self._request(f"{self._base}/{key}", {}, f"get {key}")
+        return self._request("GET", f"{self._base}/{key}", {}, f"get {key}")
 
     def list_keys(self, prefix: str) -> list[str]:
         """Every key under ``prefix`` (all pages), sorted."""
         keys: list[str] = []
         query = {"list-type": "2", "prefix": prefix, "max-keys": str(self.page_size)}
         while True:
-            body = self._request(f"{self._base}/", query, f"list {prefix}")
+            body = self._request("GET", f"{self._base}/", query, f"list {prefix}")
             try:
                 root = ElementTree.fromstring(body)  # the store's own endpoint  # nosec B314
             except ElementTree.ParseError as exc:
@@ -250,8 +252,11 @@ class S3Reader:
             conn.close()
             self._local.conn = None
 
-    def _request(self, path: str, query: Mapping[str, str], what: str) -> bytes:
+    def _request(
+        self, method: str, path: str, query: Mapping[str, str], what: str, body: bytes = b""
+    ) -> bytes:
         target = _uri_encode(path, safe="/")
+        digest = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
         if query:
             target += "?" + "&".join(
                 f"{_uri_encode(k)}={_uri_encode(v)}" for k, v in sorted(query.items())
@@ -261,19 +266,21 @@ class S3Reader:
             if attempt:
                 time.sleep(0.1 * 2**attempt)
             credentials = self._credentials or env_credentials() or self._chain()
-            headers = sign("GET", self._host, path, query, credentials, self.region, _utcnow())
+            headers = sign(
+                method, self._host, path, query, credentials, self.region, _utcnow(), digest
+            )
             try:
                 conn = self._connection()
-                conn.request("GET", target, headers=headers)
+                conn.request(method, target, body=body or None, headers=headers)
                 response = conn.getresponse()
-                body = response.read()
+                answer = response.read()
             except (OSError, http.client.HTTPException) as exc:
                 self._drop_connection()
                 error = f"{type(exc).__name__}: {exc}"
                 continue
             if response.status == 200:
-                return body
-            code = _error_code(body)
+                return answer
+            code = _error_code(answer)
             error = f"HTTP {response.status} {code}".strip()
             if response.status in _RETRY_STATUS or code in ("SlowDown", "RequestTimeout"):
                 continue
@@ -290,3 +297,18 @@ def _error_code(body: bytes) -> str:
         return ElementTree.fromstring(body).findtext("Code") or ""  # the store's answer  # nosec B314
     except ElementTree.ParseError:
         return ""
+
+
+class S3Writer(S3Reader):
+    """:class:`S3Reader` plus ``put_bytes``: the prediction log's writes from the serving path.
+
+    A PUT of a key is idempotent (the same bytes again), so it is retried like a GET.
+    """
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Write one object.
+
+        Raises:
+            StoreError: the write failed after the retries.
+        """
+        self._request("PUT", f"{self._base}/{key}", {}, f"put {key}", body=data)

@@ -26,6 +26,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from stockml.bundle import DRIFT_WINDOW, NULL_QUANTILES
 from stockml.errors import ConfigError
 
 CONFIG_DIR_ENV = "STOCKML_CONFIG_DIR"
@@ -77,6 +78,9 @@ class StoreSettings(BaseModel):
     quarantine_prefix: str = "quarantine"
     models_prefix: str = "models"
     news_prefix: str = "news"
+    # what the API served (stockml.predlog) and what the monitor publishes (stockml.monitoring)
+    predictions_prefix: str = "predictions"
+    monitoring_prefix: str = "monitoring"
 
     @field_validator("endpoint_url")
     @classmethod
@@ -147,6 +151,13 @@ class ApiSettings(BaseModel):
     # addresses or networks (CIDR) of the reverse proxies whose X-Forwarded-For is believed;
     # empty: the rate limit keys on the TCP peer (uvicorn) or API Gateway's sourceIp (Lambda)
     trusted_proxies: list[str] = Field(default_factory=list)
+    # record every served forecast to <predictions_prefix>/ (stockml.predlog), flushed in the
+    # background once this many records wait or the oldest is this old
+    log_predictions: bool = True
+    log_flush_records: int = Field(default=500, ge=1)
+    log_flush_seconds: float = Field(default=60.0, gt=0)
+    # how long a container reuses what the monitor published (/monitoring, live /metrics)
+    monitoring_ttl_s: float = 300.0
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -159,6 +170,88 @@ class ApiSettings(BaseModel):
                     f"api.trusted_proxies: {item!r} is not an IP address or CIDR network"
                 ) from exc
         return value
+
+
+class LiveMetricsSettings(BaseModel):
+    """The monitor's live metrics: served forecasts scored against the realised prices."""
+
+    # the summary: forecasts of the last N sessions whose first outcome is realised
+    window_sessions: int = Field(default=60, ge=5)
+    # the accuracy-over-time series: rolling over N sessions, for the last `history_sessions`
+    series_sessions: int = Field(default=20, ge=2)
+    history_sessions: int = Field(default=250, ge=5)
+    # a rank IC (cross-sectional Spearman per session) needs at least this many symbols
+    min_rank_ic_symbols: int = Field(default=5, ge=3)
+
+
+class DriftSettings(BaseModel):
+    """Feature drift: PSI of the recent window vs the bundle's training distribution."""
+
+    # sessions per window: the bundle's feature distribution is fitted with it at training
+    # time (the monitor uses the window the champion's bundle records)
+    window_sessions: int = Field(default=DRIFT_WINDOW, ge=5)
+    # a feature drifts when its PSI passes this floor AND the null_quantile of what the
+    # training history's own windows reached (one of bundle.NULL_QUANTILES)
+    psi_threshold: float = Field(default=0.25, gt=0)
+    null_quantile: float = 0.99
+    # drift (a retraining reason) when at least this share of the checked features drift
+    max_drifted_share: float = Field(default=0.3, gt=0, le=1)
+
+    @field_validator("null_quantile")
+    @classmethod
+    def _recorded(cls, value: float) -> float:
+        if value not in NULL_QUANTILES:
+            raise ValueError(f"monitoring.drift.null_quantile must be one of {NULL_QUANTILES}")
+        return value
+
+
+class FreshnessSettings(BaseModel):
+    """Data freshness: the last stored bar vs the last completed NYSE session."""
+
+    # a symbol is stale when its last bar is more than this many sessions old
+    max_age_sessions: int = Field(default=1, ge=0)
+
+
+class QuarantineSettings(BaseModel):
+    """The share of rows quarantined by ingestion over the recent sessions."""
+
+    window_sessions: int = Field(default=20, ge=1)
+    max_share: float = Field(default=0.01, ge=0, le=1)
+
+
+class RetrainSettings(BaseModel):
+    """When the monitor triggers training (the promotion gate then decides, as always)."""
+
+    enabled: bool = True
+    # live figures count once the champion has this many scored sessions (horizon 1)
+    min_sessions: int = Field(default=40, ge=1)
+    # live RMSE over the better of naive and drift's, pooled, horizon 1
+    max_rmse_ratio: float = Field(default=1.10, gt=0)
+    # the band's live coverage (horizon 1) must stay within these bounds
+    min_coverage: float = Field(default=0.80, ge=0, le=1)
+    max_coverage: float = Field(default=0.98, ge=0, le=1)
+    on_drift: bool = True
+    # no new trigger within this many days of the last one
+    cooldown_days: int = Field(default=7, ge=0)
+    # on AWS: the Batch job of infra/training-batch.yaml (queue and definition ARNs or names);
+    # unset = the training job runs in the monitor's process (`stockml monitor`)
+    batch_job_queue: str | None = None
+    batch_job_definition: str | None = None
+
+    @field_validator("batch_job_queue", "batch_job_definition")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+
+class MonitoringSettings(BaseModel):
+    """The scheduled monitor (``stockml monitor``, the monitor Lambda)."""
+
+    live: LiveMetricsSettings = Field(default_factory=LiveMetricsSettings)
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    freshness: FreshnessSettings = Field(default_factory=FreshnessSettings)
+    quarantine: QuarantineSettings = Field(default_factory=QuarantineSettings)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
 
 
 class DashboardSettings(BaseModel):
@@ -192,6 +285,7 @@ class Settings(BaseSettings):
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
 
     # secrets: environment only (excluded from YAML by the source order below)
     alpha_vantage_api_key: SecretStr | None = Field(

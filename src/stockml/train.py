@@ -34,8 +34,10 @@ import pandas as pd
 
 from stockml import evaluation
 from stockml.bundle import (
+    DRIFT_WINDOW,
     EVALUATION_DIR,
     PREDICTIONS,
+    FeatureDistribution,
     FeatureSpec,
     Manifest,
     interval_scale,
@@ -638,6 +640,7 @@ def train(
     version: str | None = None,
     champion: Champion | None = None,
     progress: ProgressFn | None = None,
+    drift_window: int = DRIFT_WINDOW,
 ) -> TrainResult:
     """Walk-forward evaluation, the final fit, ONNX export, parity, the gate and the bundle.
 
@@ -650,6 +653,8 @@ def train(
         champion: the serving champion's out-of-sample forecasts (``stockml.orchestration``),
             for the gate's paired comparison on the same rows; None when there is none.
         progress: called as ``progress(task, done, total)`` (walk-forward, final fit).
+        drift_window: sessions per window of the bundle's feature distribution (the
+            monitor's drift window).
     """
     version = version or new_version()
     wf = walk_forward(data, config, progress)
@@ -693,6 +698,16 @@ def train(
         "data_window": data_window,
     }
     exported = fitted.models
+    # the training distribution of every feature the models see vary (the monitor's drift
+    # reference), on the rows the published models learned from
+    learned = frame[frame["date"] <= split.history[-1]]
+    active = [n for n in fitted.spec.feature_names if n not in fitted.spec.inactive]
+    distribution = FeatureDistribution.fit(
+        learned[active].to_numpy(np.float64),
+        learned["date"].to_numpy(),
+        active,
+        window=drift_window,
+    )
     manifest = write_bundle(
         workdir / version,
         version=version,
@@ -720,6 +735,7 @@ def train(
         sessions=SessionTable.build(
             frame.groupby("symbol")["date"].max().min() - pd.Timedelta(days=366)
         ),
+        distribution=distribution,
     )
     write_predictions(
         workdir / EVALUATION_DIR / version / PREDICTIONS, wf.forecasts, list(exported)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -18,17 +19,31 @@ from typing import Any
 import pytest
 
 from stockml.inference import bundle_loads
+from stockml.local import LocalServer
+from stockml.monitoring.predictions import read_log
+from stockml.monitoring.results import live_key, status_key
 from stockml.settings import StoreSettings
-from utils.api_fixtures import API_KEY
+from stockml.storage import Store
+from utils.api_fixtures import API_KEY, new_bucket
 from utils.lambda_context import LambdaContext, context_source
-from utils.serving_bundle import BuiltBundle
+from utils.serving_bundle import BuiltBundle, publish
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
 
 pytestmark = pytest.mark.integration
 
-ENDPOINTS = ["root", "health", "version", "symbols", "predict", "plot", "metrics", "metrics_prom"]
+ENDPOINTS = [
+    "root",
+    "health",
+    "version",
+    "symbols",
+    "predict",
+    "plot",
+    "metrics",
+    "metrics_prom",
+    "monitoring",
+]
 
 
 def event(name: str, version: str) -> dict[str, Any]:
@@ -371,3 +386,109 @@ def test_forecasts_say_how_old_their_data_is_through_the_handler(
     refused = strict.handler(event("predict", version), LambdaContext())
     assert refused["statusCode"] == 503
     assert _body(refused)["error"]["code"] == "stale_features"
+
+
+def test_what_the_lambda_handler_serves_reaches_the_store(
+    moto_server: LocalServer, serving_bundle: BuiltBundle
+) -> None:
+    # GIVEN the API Lambda over a fresh store, flushing every 10 records
+    store_settings: StoreSettings = new_bucket(moto_server)
+    store = Store.from_settings(store_settings)
+    publish(store, serving_bundle)
+    module = import_handler(store_settings, STOCKML_API__LOG_FLUSH_RECORDS="10")
+    log = module.app.state.serving.service.log
+    # WHEN it serves 7 predictions (3 days of 3 models each) and 2 charts
+    served = {}
+    for i in range(7):
+        context = LambdaContext(aws_request_id=f"req-{i}")
+        response = module.handler(event("predict", "v2"), context)
+        assert response["statusCode"] == 200
+        served[context.aws_request_id] = json.loads(response["body"])
+    for i in range(2):
+        assert (
+            module.handler(event("plot", "v1"), LambdaContext(aws_request_id=f"plot-{i}"))[
+                "statusCode"
+            ]
+            == 200
+        )
+    log.close()  # the container shuts down (SIGTERM on Lambda)
+    # THEN the log holds each served close, with its request id, model version and date
+    records = read_log(store, store_settings.predictions_prefix)
+    predicted = records[records["endpoint"] == "predict"]
+    assert len(predicted) == 7 * 3 * 3
+    for row in predicted.itertuples():
+        body = served[row.request_id]
+        assert row.predicted_close == body["predictions"][row.model][row.horizon - 1]
+        assert row.target_date.date().isoformat() == body["dates"][row.horizon - 1]
+        assert row.model_version == body["model_version"] and row.symbol == "MSFT"
+        assert row.as_of.date().isoformat() == body["last_date"]
+        band = body["intervals"][row.model]
+        assert (row.lower, row.upper) == (
+            band["lower"][row.horizon - 1],
+            band["upper"][row.horizon - 1],
+        )
+    charts = records[records["endpoint"] == "plot"]
+    assert sorted(charts["request_id"].unique()) == ["plot-0", "plot-1"]
+    assert not math.isnan(charts["predicted_close"].iloc[0])
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_monitoring_serves_the_monitors_last_run(
+    invoke: Callable, serving_store: StoreSettings, version: str
+) -> None:
+    # GIVEN the status the monitor published for the serving store (MSFT's last 70 sessions
+    # served, then realised: utils.monitoring)
+    store = Store.from_settings(serving_store)
+    status = json.loads(store.get_bytes(status_key(serving_store.monitoring_prefix)))
+    # WHEN /monitoring is asked
+    response = invoke(event("monitoring", version))
+    # THEN it answers the same figures for this API's model version
+    assert response["statusCode"] == 200, response["body"]
+    body = json.loads(response["body"])
+    assert body["run_date"] == status["run_date"] == "2017-11-10"
+    assert body["model_version"] == body["monitored_version"] == "v-test-1"
+    live = status["live"]["v-test-1"]
+    assert body["live"]["window"] == {
+        "sessions": 60,
+        "start": live["window"]["from"],
+        "end": live["window"]["to"],
+    }
+    assert body["live"]["models"]["ensemble"]["1"] == live["models"]["ensemble"]["1"]
+    assert body["drift"]["drifted"] == status["drift"]["drifted"]
+    assert body["freshness"]["symbols"]["MSFT"]["stale"] is False
+    assert [c["name"] for c in body["retrain"]["checks"]] == ["error", "coverage", "drift"]
+
+
+def test_metrics_carry_the_live_figures_beside_the_backtest(
+    invoke: Callable, serving_store: StoreSettings
+) -> None:
+    store = Store.from_settings(serving_store)
+    published = json.loads(store.get_bytes(live_key(serving_store.monitoring_prefix, "MSFT")))
+    body = json.loads(invoke(event("metrics", "v2"))["body"])
+    # the bundle's backtest figures, as before
+    assert set(body["models"]) == {"ridge", "lstm", "ensemble"}
+    # AND the live ones of the same version, from the monitor's last run
+    live = body["live"]
+    ours = published["versions"]["v-test-1"]
+    assert live["run_date"] == "2017-11-10" and live["window"]["sessions"] == 60
+    assert live["models"]["ensemble"]["3"] == ours["models"]["ensemble"]["3"]
+    assert live["models"]["drift"]["1"]["rmse_ratio_vs_naive"] == pytest.approx(
+        ours["models"]["drift"]["1"]["rmse_ratio_vs_naive"]
+    )
+    series = live["series"]["ensemble"]["1"]
+    assert series["dates"] == ours["series"]["ensemble"]["1"]["dates"]
+    assert len(series["dates"]) == len(series["interval_coverage"]) == 50
+
+
+def test_before_any_monitor_run_monitoring_is_503_and_metrics_have_no_live_block(
+    moto_server: LocalServer, serving_bundle: BuiltBundle
+) -> None:
+    store_settings = new_bucket(moto_server)
+    publish(Store.from_settings(store_settings), serving_bundle)
+    module = import_handler(store_settings)
+    response = module.handler(event("monitoring", "v1"), LambdaContext())
+    assert response["statusCode"] == 503
+    error = json.loads(response["body"])["error"]
+    assert error["code"] == "store_unavailable" and "the monitor has not run" in error["message"]
+    metrics = module.handler(event("metrics", "v1"), LambdaContext())
+    assert metrics["statusCode"] == 200 and json.loads(metrics["body"])["live"] is None

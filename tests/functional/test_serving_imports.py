@@ -23,7 +23,17 @@ from utils.lambda_context import context_source
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-ENDPOINTS = ["root", "health", "version", "symbols", "predict", "plot", "metrics", "metrics_prom"]
+ENDPOINTS = [
+    "root",
+    "health",
+    "version",
+    "symbols",
+    "predict",
+    "plot",
+    "metrics",
+    "metrics_prom",
+    "monitoring",
+]
 # the Lambda Python runtime ships the AWS SDK (Powertools imports botocore's top package)
 LAMBDA_RUNTIME = {
     "boto3",

@@ -263,7 +263,13 @@ def test_status_page_shows_version_and_freshness(dashboard_env: str) -> None:
 
 @pytest.mark.parametrize(
     "page",
-    [None, "app_pages/comparison.py", "app_pages/ranking.py", "app_pages/status.py"],
+    [
+        None,
+        "app_pages/comparison.py",
+        "app_pages/ranking.py",
+        "app_pages/monitoring.py",
+        "app_pages/status.py",
+    ],
 )
 def test_every_page_says_when_the_api_is_down(
     monkeypatch: pytest.MonkeyPatch, page: str | None

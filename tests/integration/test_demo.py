@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pandas as pd
 import pytest
@@ -50,7 +51,15 @@ def test_demo_ends_with_a_served_prediction(settings: Settings, mlflow_server: L
     versions = client.search_model_versions("name='stockml-demo-test'")
     assert len(versions) == 1
     assert store.list_keys(f"{settings.store.models_prefix}/{body['model_version']}/")
-    assert "5/5 POST /predict/MSFT" in out.getvalue()
+    assert "6/6 POST /predict/MSFT" in out.getvalue()
+    # AND the monitor scored the forecasts served on the sessions after the training cut
+    status = json.loads(store.get_bytes(f"{settings.store.monitoring_prefix}/status.json"))
+    assert status["run_date"] == "2017-11-10"
+    assert status["monitored_version"] == body["model_version"]
+    live = status["live"][body["model_version"]]
+    assert live["window"]["sessions"] == 60 and live["window"]["to"] == "2017-11-09"
+    assert live["models"]["ensemble"]["1"]["n"] == 60
+    assert "4/6 the next 60 sessions arrive" in out.getvalue()
     # AND it ended by printing both servers' URLs (the dashboard answered its health check)
     tail = out.getvalue().split("ready", 1)[1]
     assert "API:       http://127.0.0.1:" in tail and "dashboard: http://127.0.0.1:" in tail

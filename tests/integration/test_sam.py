@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from stockml.local import LocalServer
 from stockml.settings import StoreSettings
 from stockml.storage import Store
-from utils.api_fixtures import API_KEY
+from utils.api_fixtures import API_KEY, new_bucket
 from utils.lambda_artefact import (
     REPO,
     SAM,
@@ -32,7 +33,9 @@ from utils.lambda_artefact import (
     tree_mb,
 )
 from utils.lambda_context import context_source
+from utils.monitoring import replay, replay_window
 from utils.sample_data import sample_bars
+from utils.serving_bundle import BuiltBundle, publish
 
 
 def _provided() -> set[str]:
@@ -58,7 +61,17 @@ pytestmark = [
     ),
 ]
 
-ENDPOINTS = ["root", "health", "version", "symbols", "predict", "plot", "metrics", "metrics_prom"]
+ENDPOINTS = [
+    "root",
+    "health",
+    "version",
+    "symbols",
+    "predict",
+    "plot",
+    "metrics",
+    "metrics_prom",
+    "monitoring",
+]
 HEAVY = ["pandas", "pyarrow", "boto3", "botocore", "awswrangler", "torch", "xgboost", "mlflow"]
 
 
@@ -234,6 +247,70 @@ def test_the_data_zips_leave_the_data_stack_to_the_layer_and_run(
     # THEN the features of MSFT are written
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["rows"]["MSFT"] > 0, report
+
+
+def test_the_monitor_zip_scores_a_replay_without_scipy(
+    api_build: Path,
+    api_python: Path,
+    moto_server: LocalServer,
+    serving_bundle: BuiltBundle,
+    tmp_path: Path,
+) -> None:
+    # GIVEN the built monitor function, and a store where the bundle served MSFT's last 70
+    # sessions of the embedded data
+    python = api_python
+    function = api_build / "MonitorFunction"
+    assert (function / "app.py").is_file()
+    # THEN it carries neither what the layer and the runtime provide nor SciPy
+    assert sorted(p for p in {*PROVIDED, "scipy"} if (function / p).exists()) == []
+    store_settings = new_bucket(moto_server)
+    store = Store.from_settings(store_settings)
+    publish(store, serving_bundle)
+    replay(store, serving_bundle, *replay_window(serving_bundle, 70))
+    stand_in = _layer_stand_in(tmp_path / "aws-sdk-pandas", python)
+    code = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.path[:0] = [
+            {str(function)!r},
+            {str(api_build / "StockmlPackageLayer" / "python")!r},
+            {str(stand_in)!r},
+        ]
+        import app
+
+        {context_source("stockml-monitor", "zip")}
+
+        summary = app.lambda_handler(json.load(open("events/monitor_manual.json")), context)
+        print(json.dumps({{"summary": summary, "scipy": "scipy" in sys.modules}}))
+        """
+    )
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "STOCKML_STORE__BUCKET": store_settings.bucket,
+        "STOCKML_STORE__ENDPOINT_URL": str(store_settings.endpoint_url),
+        "POWERTOOLS_METRICS_NAMESPACE": "stockml",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    # WHEN a bare python3.12 runs the monitor handler on the manual event
+    out = subprocess.run(  # noqa: S603 - fixed argv
+        [str(python), "-S", "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    # THEN it scored the replay, published its status, and imported no SciPy
+    assert result["scipy"] is False
+    assert result["summary"]["run_date"] == "2017-11-10"
+    assert "monitoring/status.json" in result["summary"]["written"]
+    status = json.loads(store.get_bytes("monitoring/status.json"))
+    assert status["live"]["v-test-1"]["window"]["sessions"] == 60
 
 
 def test_samconfig_sets_only_options_its_commands_have(api_python: Path) -> None:

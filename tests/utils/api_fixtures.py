@@ -16,6 +16,7 @@ import pytest
 from stockml.local import LocalServer
 from stockml.settings import ApiSettings, Settings, StoreSettings
 from stockml.storage import Store
+from utils.monitoring import replay_and_monitor
 from utils.serving_bundle import BuiltBundle, build_bundle, publish, swapped_graphs
 
 API_KEY = "local-test-key"  # the key the events in events/api_*.json carry
@@ -37,9 +38,12 @@ def new_bucket(server: LocalServer) -> StoreSettings:
 
 @pytest.fixture(scope="session")
 def serving_store(moto_server: LocalServer, serving_bundle: BuiltBundle) -> StoreSettings:
-    """A bucket on the session's moto_server with the bundle, its champion pointer and features."""
+    """A bucket on the session's moto_server with the bundle, its champion pointer, features,
+    and what the monitor published after MSFT's last 70 sessions were served (``/monitoring``,
+    the live block of ``/metrics``)."""
     store_settings = new_bucket(moto_server)
     publish(Store.from_settings(store_settings), serving_bundle)
+    replay_and_monitor(Settings(store=store_settings), serving_bundle)
     return store_settings
 
 

@@ -24,7 +24,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stockml.bundle import FeatureSpec, Manifest, ModelEntry, champion_key, write_bundle
+from stockml.bundle import (
+    FeatureDistribution,
+    FeatureSpec,
+    Manifest,
+    ModelEntry,
+    champion_key,
+    write_bundle,
+)
 from stockml.features import build_features, feature_columns
 from stockml.features.config import FeatureConfig
 from stockml.features.pipeline import write_windows
@@ -120,6 +127,8 @@ def build_bundle(
     spec = FeatureSpec.fit(
         train, FEATURES, window=WINDOW, horizon=HORIZON, feature_config=CONFIG.model_dump()
     )
+
+    active = [n for n in FEATURES if n not in spec.inactive]
 
     def scaled(frame: pd.DataFrame) -> np.ndarray:
         return spec.transform(frame)
@@ -271,7 +280,20 @@ def build_bundle(
         },
         intervals=intervals,
         symbols=SYMBOLS,
-        extra={"ensemble_weights": weights},
+        extra={
+            "ensemble_weights": weights,
+            # as training records them: the baselines' forecasts (drift: the training mean)
+            # and the last session learned from
+            "baselines": {
+                "naive": [0.0] * HORIZON,
+                "drift": [float(v) for v in train[targets].mean().to_numpy()],
+            },
+            "data_window": {"train_end": train["date"].max().date().isoformat()},
+        },
+        # the monitor's drift reference, as training writes it
+        distribution=FeatureDistribution.fit(
+            train[active].to_numpy(np.float64), train["date"].to_numpy(), active
+        ),
         # as training writes it: from a year before the stalest symbol's last day
         sessions=SessionTable.build(
             features.groupby("symbol")["date"].max().min() - pd.Timedelta(days=366)

@@ -114,6 +114,52 @@ class EquityCurve(BaseModel):
     buy_and_hold: list[float]
 
 
+# one horizon's live figures: numbers, and ``best_baseline``'s name
+LiveFigures = dict[str, float | int | str | None]
+
+
+class Window(BaseModel):
+    """Sessions a figure covers."""
+
+    sessions: int
+    start: date | None = None
+    end: date | None = None
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any] | None) -> Window | None:
+        """From the monitor's ``{"sessions", "from", "to"}``."""
+        if not raw:
+            return None
+        return cls(sessions=raw.get("sessions", 0), start=raw.get("from"), end=raw.get("to"))
+
+
+class LiveSeries(BaseModel):
+    """Rolling live figures per session (each over the preceding ``series_sessions``)."""
+
+    dates: list[date]
+    rmse_ratio_vs_naive: list[float | None]
+    rmse_ratio_vs_drift: list[float | None]
+    directional_accuracy: list[float | None]
+    directional_accuracy_always_long: list[float | None]
+    interval_coverage: list[float | None]
+    n: list[int]
+
+
+class LiveMetrics(BaseModel):
+    """Served forecasts of this model version scored against the realised prices."""
+
+    run_date: date = Field(description="The monitor run these figures come from.")
+    window: Window | None = Field(description="The sessions scored (forecast dates).")
+    models: dict[str, dict[str, LiveFigures]] = Field(
+        description="Per model (and the naive and drift baselines on the same rows), per "
+        "horizon: RMSE and its ratios to naive, drift and the better baseline (one-sided DM "
+        "p-value), directional accuracy beside always-long's, interval coverage and width."
+    )
+    series: dict[str, dict[str, LiveSeries]] = Field(
+        default_factory=dict, description="Per model and horizon: the figures over time."
+    )
+
+
 class MetricsResponse(BaseModel):
     symbol: str
     model_version: str
@@ -128,6 +174,125 @@ class MetricsResponse(BaseModel):
     equity_curve: EquityCurve | None = Field(
         default=None, description="Walk-forward backtest equity (pooled), when the bundle has it."
     )
+    live: LiveMetrics | None = Field(
+        default=None,
+        description="The served forecasts' live figures (the monitor's last run), beside the "
+        "backtest ones above; null until the monitor has scored this symbol's forecasts.",
+    )
+
+
+class DriftFeature(BaseModel):
+    psi: float
+    null_psi: float | None = Field(description="What the training windows' own PSI reached.")
+    threshold: float
+    drifted: bool
+
+
+class DriftStatus(BaseModel):
+    """Feature drift: PSI of the recent window vs the bundle's training distribution."""
+
+    window: Window | None
+    drift: bool | None = Field(description="null: too few sessions to tell.")
+    drifted: list[str]
+    drifted_share: float | None
+    checked: int
+    max_psi: float | None
+    psi_threshold: float
+    null_quantile: float
+    max_drifted_share: float
+    features: dict[str, DriftFeature]
+    reason: str | None = None
+
+
+class SymbolFreshness(BaseModel):
+    last_date: date
+    age_sessions: int
+    stale: bool
+
+
+class FreshnessStatus(BaseModel):
+    expected_session: date = Field(description="The last NYSE session completed at the run.")
+    max_age_sessions: int
+    fresh: bool
+    stale: list[str]
+    symbols: dict[str, SymbolFreshness]
+
+
+class QuarantineStatus(BaseModel):
+    window: Window | None
+    quarantined_rows: int
+    stored_rows: int
+    share: float | None
+    max_share: float
+    alarm: bool
+    reasons: dict[str, int]
+
+
+class RetrainCheck(BaseModel):
+    name: str
+    value: float | None
+    threshold: float | list[float] | None
+    sessions: int | None
+    state: Literal["ok", "retrain", "not enough data"]
+    rule: str
+
+
+class RetrainStatus(BaseModel):
+    retrain: bool = Field(description="A threshold was passed: training is (to be) triggered.")
+    reasons: list[str]
+    checks: list[RetrainCheck]
+    trigger: dict[str, Any] | None = Field(
+        description="The day's trigger (job id or local training result), its cooldown, or null."
+    )
+
+
+class LiveSummary(BaseModel):
+    window: Window | None
+    served: int = Field(description="Served (symbol, session) forecasts in the lookback.")
+    pending: int = Field(description="... of which no outcome is realised yet.")
+    models: dict[str, dict[str, LiveFigures]] = Field(
+        description="Per model and baseline, per horizon, pooled over the symbols."
+    )
+
+
+class MonitoringResponse(BaseModel):
+    """The monitor's last run: live accuracy, drift, freshness, quarantine, retraining."""
+
+    run_date: date
+    model_version: str = Field(description="The model version this API serves.")
+    monitored_version: str | None = Field(description="The version the monitor watched.")
+    gated_model: str
+    live: LiveSummary | None = Field(description="This API's version's live figures.")
+    drift: DriftStatus | None
+    freshness: FreshnessStatus
+    quarantine: QuarantineStatus
+    retrain: RetrainStatus
+
+    @classmethod
+    def from_status(cls, status: dict[str, Any], model_version: str) -> MonitoringResponse:
+        """From the monitor's published ``status.json``."""
+        live = (status.get("live") or {}).get(model_version)
+        drift = status.get("drift")
+        return cls(
+            run_date=status["run_date"],
+            model_version=model_version,
+            monitored_version=status.get("monitored_version"),
+            gated_model=status.get("gated_model", ""),
+            live=None
+            if live is None
+            else LiveSummary(**{**live, "window": Window.parse(live.get("window"))}),
+            drift=None
+            if drift is None
+            else DriftStatus(**{**drift, "window": Window.parse(drift.get("window"))}),
+            freshness=FreshnessStatus(**status["freshness"]),
+            quarantine=QuarantineStatus(
+                **{
+                    **status["quarantine"],
+                    "window": Window.parse(status["quarantine"].get("window")),
+                }
+            ),
+            retrain=RetrainStatus(**status["retrain"]),
+        )
 
 
 class SymbolInfo(BaseModel):

@@ -63,7 +63,9 @@ def test_gateway_requires_a_key_except_for_probes(resources: dict[str, Any]) -> 
     assert open_paths == {"/", "/health"}
 
 
-def test_api_reads_only_models_and_features(resources: dict[str, Any]) -> None:
+def test_api_reads_models_features_and_monitoring_and_writes_only_its_log(
+    resources: dict[str, Any],
+) -> None:
     statements = [
         s for p in resources["PredictionFunction"]["Properties"]["Policies"] for s in p["Statement"]
     ]
@@ -72,10 +74,17 @@ def test_api_reads_only_models_and_features(resources: dict[str, Any]) -> None:
         for s in statements
         for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
     }
-    assert actions == {"s3:GetObject", "s3:ListBucket"}  # read-only
+    assert actions == {"s3:GetObject", "s3:ListBucket", "s3:PutObject"}
     objects = sorted(
         r["Sub"] for s in statements if s["Action"] == "s3:GetObject" for r in s["Resource"]
     )
-    assert objects == ["${DataBucket.Arn}/features/*", "${DataBucket.Arn}/models/*"]
+    assert objects == [
+        "${DataBucket.Arn}/features/*",
+        "${DataBucket.Arn}/models/*",
+        "${DataBucket.Arn}/monitoring/*",
+    ]
+    # the one write: new objects of the prediction log's incoming folder (no delete)
+    writes = [s["Resource"]["Sub"] for s in statements if s["Action"] == "s3:PutObject"]
+    assert writes == ["${DataBucket.Arn}/predictions/_incoming/*"]
     listing = next(s for s in statements if s["Action"] == "s3:ListBucket")
     assert sorted(listing["Condition"]["StringLike"]["s3:prefix"]) == ["features/*", "models/*"]

@@ -10,7 +10,9 @@ from stockml_dashboard.parsing import (
     parse_equity,
     parse_gate,
     parse_health,
+    parse_live,
     parse_metrics,
+    parse_monitoring,
     parse_plot,
     parse_rankings,
     parse_symbols,
@@ -193,3 +195,61 @@ def test_rankings_in_the_documented_shape() -> None:
     bare = parse_rankings({"rankings": [{"symbol": "X", "score": -1}, {"symbol": "Y", "score": 2}]})
     assert [r.symbol for r in bare.rows] == ["Y", "X"]
     assert bare.rank_ic is None and bare.long_short is None and bare.as_of is None
+
+
+def test_live_figures_are_read_per_model_and_horizon_and_missing_ones_are_na() -> None:
+    body = {
+        "live": {
+            "run_date": "2017-11-10",
+            "window": {"sessions": 60, "start": "2017-08-16", "end": "2017-11-09"},
+            "models": {
+                "ensemble": {"1": {"n": 60, "rmse_ratio_vs_naive": 1.02, "best_baseline": "drift"}},
+                "naive": {"1": {"rmse_ratio_vs_naive": 1.0}, "x": {"n": 1}},
+            },
+            "series": {
+                "ensemble": {
+                    "1": {"dates": ["2017-11-08", "2017-11-09"], "interval_coverage": [0.9, None]}
+                },
+                "broken": {"1": {"dates": ["not a date"]}},
+            },
+        }
+    }
+    live = parse_live(body)
+    assert live is not None and live.sessions == 60 and live.end == date(2017, 11, 9)
+    assert live.horizons == [1]
+    rows = {r["model"]: r for r in live.display_rows(1)}
+    assert rows["ensemble"]["RMSE / naive"] == "1.020" and rows["ensemble"]["rank IC"] == NA
+    series = live.series["ensemble"][1]
+    assert series.dates == [date(2017, 11, 8), date(2017, 11, 9)]
+    assert series.values["interval_coverage"] == [0.9, None]
+    assert series.values["rmse_ratio_vs_drift"] == [None, None]
+    assert "broken" not in live.series
+    # no live block (the monitor has not scored this symbol): None
+    assert parse_live({"live": None}) is None and parse_live("nonsense") is None
+
+
+def test_monitoring_status_is_read_defensively() -> None:
+    status = parse_monitoring(
+        {
+            "run_date": "2017-11-10",
+            "model_version": "v1",
+            "drift": {
+                "drift": False,
+                "drifted_share": 0.05,
+                "max_drifted_share": 0.3,
+                "features": {
+                    "rsi": {"psi": 0.4, "threshold": 1.2, "drifted": False},
+                    "atr": {"psi": 2.0, "threshold": 1.0, "drifted": True},
+                },
+            },
+            "freshness": {
+                "symbols": {"MSFT": {"last_date": "2017-11-10", "age_sessions": 3, "stale": True}}
+            },
+            "quarantine": {"share": 0.0, "max_share": 0.01, "alarm": False},
+            "retrain": {"retrain": True, "reasons": ["drift: ..."], "checks": [], "trigger": None},
+        }
+    )
+    assert [r.feature for r in status.drift_rows] == ["atr", "rsi"]  # highest PSI first
+    assert status.stale == ["MSFT"] and status.retrain is True and status.reasons == ["drift: ..."]
+    empty = parse_monitoring({})
+    assert empty.drift is None and empty.freshness == [] and empty.retrain is None

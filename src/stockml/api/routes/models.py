@@ -11,10 +11,14 @@ from stockml.api.deps import PROTECTED, ServiceDep, SymbolPath
 from stockml.api.models import (
     EquityCurve,
     ErrorResponse,
+    LiveMetrics,
     MetricsResponse,
     SymbolInfo,
     SymbolsResponse,
+    Window,
 )
+from stockml.errors import StoreError
+from stockml.inference import PredictionService
 
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (401, 404, 422, 429, 503)
@@ -56,7 +60,37 @@ async def metrics(symbol: SymbolPath, service: ServiceDep) -> MetricsResponse:
         models={k: v for k, v in table.items() if k in models},
         baselines={k: v for k, v in table.items() if k not in models},
         **_bundle_extras(service.predictor.bundle.metrics),
+        live=_live(service, symbol),
     )
+
+
+def _live(service: PredictionService, symbol: str) -> LiveMetrics | None:
+    """This version's live figures for ``symbol`` from the monitor's last run, if any.
+
+    Optional like the extras: a store that cannot answer, or a block that does not parse,
+    gives ``null`` (the backtest figures are still served).
+    """
+    if service.monitoring is None:
+        return None
+    try:
+        published = service.monitoring.live(symbol)
+    except StoreError:
+        return None
+    if not published:
+        return None
+    block = (published.get("versions") or {}).get(service.version)
+    if block is None:
+        return None
+    try:
+        return LiveMetrics.model_validate(
+            {
+                **block,
+                "run_date": published.get("run_date"),
+                "window": Window.parse(block.get("window")),
+            }
+        )
+    except ValidationError:
+        return None
 
 
 def _bundle_extras(raw: dict[str, Any]) -> dict[str, Any]:

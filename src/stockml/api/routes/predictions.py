@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from stockml.api.deps import PROTECTED, ServiceDep, SymbolPath
@@ -54,6 +54,7 @@ def _history(rows: FeatureWindow) -> list[HistoryPoint]:
 async def predict(
     symbol: SymbolPath,
     service: ServiceDep,
+    http: Request,
     request: Annotated[PredictionRequest | None, Body()] = None,
 ) -> PredictionResponse:
     request = request or PredictionRequest()
@@ -62,6 +63,7 @@ async def predict(
     forecast = service.cached_forecast(symbol, request.days, request.models)
     if forecast is None:
         forecast = await run_in_threadpool(service.forecast, symbol, request.days, request.models)
+    service.record(forecast, getattr(http.state, "request_id", None), "predict")
     _scope, metrics = service.predictor.metrics_for(symbol)
     return PredictionResponse(
         symbol=symbol,
@@ -83,12 +85,14 @@ async def predict(
 def plot(
     symbol: SymbolPath,
     service: ServiceDep,
+    http: Request,
     days: Annotated[
         int | None, Query(ge=1, le=MAX_DAYS, description="Default: the bundle's horizon.")
     ] = None,
     history: Annotated[int, Query(ge=1, le=MAX_HISTORY)] = 120,
 ) -> PlotResponse:
     forecast = service.forecast(symbol, days or service.predictor.horizon)
+    service.record(forecast, getattr(http.state, "request_id", None), "plot")
     rows = service.history(symbol, history).tail(history)
     return PlotResponse(
         symbol=symbol,

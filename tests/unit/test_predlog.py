@@ -1,0 +1,162 @@
+"""stockml.predlog: served forecasts buffered, flushed in batches under unique keys, retried."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import date
+
+import numpy as np
+import pytest
+
+from stockml.errors import StoreError
+from stockml.inference import Forecast, ModelForecast
+from stockml.predlog import PredictionLog, forecast_records, incoming_prefix
+
+
+class Bucket:
+    """An in-memory stand-in for the bucket's PUT, which can be told to fail."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.puts: list[str] = []
+        self.failures = failures
+        self.written = threading.Event()
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self.puts.append(key)
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("s3 is down")
+        self.objects[key] = data
+        self.written.set()
+
+
+def forecast(as_of: date = date(2017, 11, 10), days: int = 2, symbol: str = "MSFT") -> Forecast:
+    returns = np.array([0.01, -0.02, 0.03])[:days]
+    models = {
+        name: ModelForecast(
+            log_returns=returns * k,
+            prices=100.0 * np.exp(returns * k),
+            lower=100.0 * np.exp(returns * k - 0.05),
+            upper=100.0 * np.exp(returns * k + 0.05),
+            level=0.9,
+        )
+        for k, name in ((1.0, "ensemble"), (0.5, "xgboost"))
+    }
+    sessions = (date(2017, 11, 13), date(2017, 11, 14), date(2017, 11, 15))[:days]
+    return Forecast(symbol, "v1", as_of, 100.0, sessions, models, age_sessions=0, stale=False)
+
+
+def lines(data: bytes) -> list[dict]:
+    return [json.loads(line) for line in data.decode().splitlines()]
+
+
+def test_a_record_is_one_served_model_and_horizon() -> None:
+    records = forecast_records(forecast(), "req-1", "2026-01-01T00:00:00+00:00", "predict")
+    assert len(records) == 4  # 2 models x 2 days
+    first = records[0]
+    assert first["model"] == "ensemble" and first["horizon"] == 1
+    assert first["as_of"] == "2017-11-10" and first["target_date"] == "2017-11-13"
+    assert first["predicted_close"] == pytest.approx(100.0 * np.exp(0.01))
+    assert first["predicted_log_return"] == pytest.approx(0.01)
+    assert first["lower"] == pytest.approx(100.0 * np.exp(0.01 - 0.05))
+    assert first["request_id"] == "req-1" and first["model_version"] == "v1"
+
+
+def test_records_wait_in_memory_until_a_flush_writes_one_object_per_as_of_date() -> None:
+    # GIVEN a log without its background thread
+    bucket = Bucket()
+    log = PredictionLog(bucket, "predictions", background=False)
+    # WHEN three requests are recorded (two as-of dates)
+    log.record(forecast(date(2017, 11, 9)), "a")
+    log.record(forecast(date(2017, 11, 10)), "b")
+    log.record(forecast(date(2017, 11, 10)), "c")
+    # THEN nothing was written on the request path
+    assert bucket.puts == [] and log.waiting == 12
+    # AND a flush writes one JSON-lines object per date, under the incoming folder
+    assert log.flush() == 12
+    assert sorted(bucket.objects) == [
+        f"{incoming_prefix('predictions', date(2017, 11, 9))}{log.writer_id}-00000001.jsonl",
+        f"{incoming_prefix('predictions', date(2017, 11, 10))}{log.writer_id}-00000002.jsonl",
+    ]
+    later = lines(bucket.objects[sorted(bucket.objects)[1]])
+    assert [r["request_id"] for r in later] == ["b"] * 4 + ["c"] * 4
+    # AND every record has its own id
+    ids = [r["record_id"] for data in bucket.objects.values() for r in lines(data)]
+    assert len(set(ids)) == 12
+    assert log.stats() == {"recorded": 3, "written": 12, "dropped": 0, "failed_puts": 0}
+
+
+def test_a_flush_is_due_by_size_or_age() -> None:
+    now = [0.0]
+    log = PredictionLog(
+        Bucket(), max_records=3, max_age_s=60, clock=lambda: now[0], background=False
+    )
+    assert not log.due()
+    log.record(forecast(), "a")
+    assert not log.due()
+    now[0] = 60.0  # the oldest record is a minute old
+    assert log.due()
+    log.flush()
+    for i in range(3):
+        log.record(forecast(), str(i))
+    assert log.due()  # three records wait
+
+
+def test_the_background_thread_flushes_a_full_buffer() -> None:
+    bucket = Bucket()
+    log = PredictionLog(bucket, max_records=2, max_age_s=3600)
+    log.record(forecast(), "a")
+    log.record(forecast(), "b")
+    assert bucket.written.wait(10), "the background flush did not write"
+    log.close()
+    assert log.stats()["written"] == 8
+
+
+def test_a_failed_put_is_retried_under_the_same_key() -> None:
+    # GIVEN a bucket whose first PUT fails
+    bucket = Bucket(failures=1)
+    log = PredictionLog(bucket, background=False)
+    log.record(forecast(), "a")
+    # WHEN the flush fails
+    with pytest.raises(StoreError):
+        log.flush()
+    assert log.waiting == 4 and log.failed_puts == 1
+    # THEN the next flush writes the same batch under the same key (an idempotent retry)
+    log.record(forecast(), "b")
+    assert log.flush() == 8
+    assert bucket.puts[0] == bucket.puts[1]
+    assert sorted(r["request_id"] for d in bucket.objects.values() for r in lines(d)) == (
+        ["a"] * 4 + ["b"] * 4
+    )
+
+
+def test_an_outage_drops_the_oldest_records_beyond_the_bound_and_counts_them() -> None:
+    bucket = Bucket(failures=10)
+    log = PredictionLog(bucket, max_pending=8, background=False)
+    for name in "abc":
+        log.record(forecast(), name)
+        with pytest.raises(StoreError):
+            log.flush()
+    # three batches of 4 records failed; only 8 records may wait: the oldest batch went
+    assert log.dropped == 4 and log.waiting == 8
+
+
+def test_two_logs_never_share_a_key() -> None:
+    bucket = Bucket()
+    one, two = (PredictionLog(bucket, background=False) for _ in range(2))
+    for log in (one, two):
+        log.record(forecast(), "x")
+        log.flush()
+    assert len(bucket.objects) == 2 and one.writer_id != two.writer_id
+
+
+def test_close_writes_what_is_left() -> None:
+    bucket = Bucket()
+    log = PredictionLog(bucket, max_age_s=3600)
+    log.record(forecast(), "a")
+    log.close()
+    assert log.written == 4
+    log.record(forecast(), "late")  # after close: ignored, not lost silently in a thread
+    assert log.recorded == 1
