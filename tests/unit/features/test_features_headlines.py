@@ -28,8 +28,8 @@ from stockml.features.headlines import (
 REPO = Path(__file__).resolve().parents[3]
 TWEET_LABELS = {0: "negative", 1: "positive", 2: "neutral"}
 # the packaged model's measured accuracy (benchmarks/sentiment.py), less a point: a regression
-# floor. On the held-out tweets the goal itself, 0.80, is the floor.
-FLOORS = {"tweets": 0.80, "AllAgree": 0.68, "50Agree": 0.625}
+# floor. On the held-out tweets and the PhraseBank AllAgree the goal itself, 0.80, is the floor.
+FLOORS = {"tweets": 0.80, "AllAgree": 0.828, "50Agree": 0.70}
 
 
 def training_script() -> ModuleType:
@@ -169,7 +169,14 @@ def test_the_packaged_artefact_loads_with_its_provenance() -> None:
     assert meta["format"] == FORMAT and model.classes == ("negative", "positive", "neutral")
     assert len(meta["data"]["sha256"]) == 64 and meta["data"]["licence"] == "MIT"
     assert meta["selected_by"] == "accuracy on the validation split of the tweets"
-    assert set(meta["hyper_parameters"]) == {"C", "class_weight", "char_max_features"}
+    assert set(meta["hyper_parameters"]) == {
+        "C",
+        "class_weight",
+        "char_max_features",
+        "generated_weight",
+    }
+    assert meta["generated"]["script"] == "training/sentiment/generated.py"
+    assert not model.finance_rules and meta["analysis"]["finance_rules"] is None
     assert meta["parity_vs_sklearn_on_test"]["max_abs_diff"] < 1e-5
     scores = model.scores(["Shares plunged after the profit warning", "", "Revenue rose 20 %"])
     assert scores[0] < 0 < scores[2] and scores[1] == 0.0
