@@ -271,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         help="train on the tweets only (no generated sentences)",
     )
     parser.add_argument(
-        "--rules", action="store_true", help="add the finance-rule inputs (a candidate, not shipped)"
+        "--rules",
+        action="store_true",
+        help="add the finance-rule inputs (a candidate, not shipped)",
     )
     args = parser.parse_args(argv)
     rules = args.rules
