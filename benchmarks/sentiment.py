@@ -3,7 +3,8 @@
 Needs ``../shared/data/sentiment`` (absent in a fresh clone). Data sets scored:
 
 - ``tweets_test``: the held-out test split of the finance news tweets the model was trained on
-  (MIT; rows neither fitted nor used to choose hyper-parameters, ``split_of``);
+  (MIT; rows neither fitted nor used to choose hyper-parameters, ``split_of``; the model also
+  learned from generated company-results sentences, ``training/sentiment/generated.py``);
 - ``AllAgree`` / ``50Agree``: the Financial PhraseBank (non-commercial licence: scored here,
   never trained or tuned on by the model). Sentences from company news releases, not tweets.
 
@@ -101,6 +102,8 @@ def main() -> None:
         "artefact_bytes": ARTEFACT.stat().st_size,
         "data_sha256": model.metadata["data"]["sha256"],
         "hyper_parameters": model.metadata["hyper_parameters"],
+        "finance_rules": model.finance_rules,
+        "generated_sentences": model.metadata.get("generated") is not None,
     }
     sets = {
         "tweets_test": tweets_test(),

@@ -1,18 +1,24 @@
 """Train the headline sentiment model and write its ONNX artefact into the package.
 
     python training/sentiment/train_headlines.py [--data CSV] [--out ONNX]
+        [--no-generated] [--rules]
 
 Data: the "Twitter Financial News Sentiment" training split (MIT licence), English finance
 tweets labelled 0 bearish / 1 bullish / 2 neutral, by default from
-``../shared/data/sentiment/twitter_financial_news/sent_train.csv``. Nothing else is read: the
-Financial PhraseBank (non-commercial licence) is never used to train or to choose anything,
-only scored afterwards by ``benchmarks/sentiment.py``.
+``../shared/data/sentiment/twitter_financial_news/sent_train.csv``; and, unless
+``--no-generated``, company-results sentences written by ``generated.py`` beside this script
+(templates of this project, labelled by construction). Nothing else is read: the Financial
+PhraseBank (non-commercial licence) is never used to train, choose or design anything, only
+scored afterwards by ``benchmarks/sentiment.py``.
 
-Protocol (rows split by a hash of their normalised text, ``stockml.features.headlines.split_of``):
+Protocol (tweets split by a hash of their normalised text, ``stockml.features.headlines.split_of``):
 
-1. every hyper-parameter combination in ``GRID`` is fitted on ``train`` and scored on
-   ``validation``; the most accurate wins (ties: the first in grid order, the simplest);
-2. the winner is refitted on ``train + validation`` and scored ONCE on ``test`` (held out);
+1. every hyper-parameter combination in ``GRID`` (and, with generated sentences, each of
+   ``GENERATED_WEIGHTS``: their total weight relative to the tweets') is fitted on the
+   ``train`` tweets (+ the generated sentences) and scored on the ``validation`` tweets; the
+   most accurate wins (ties: the first in grid order);
+2. the winner is refitted on ``train + validation`` (+ the generated sentences) and scored
+   ONCE on the ``test`` tweets (held out);
 3. the fitted pipeline is written as one ONNX graph, checked against scikit-learn's
    probabilities on the test rows, and saved with the data's sha256, the hyper-parameters and
    the figures in its metadata. The last line printed is one JSON object.
@@ -20,7 +26,10 @@ Protocol (rows split by a hash of their normalised text, ``stockml.features.head
 The model: TF-IDF over binary word 1-2-grams and character 2-5-grams of
 ``normalize_headline(text)`` (scikit-learn's own analyzers, an independent implementation of
 what ``stockml.features.headlines`` computes at scoring time, so the parity check tests both),
-then a multinomial logistic regression.
+with ``--rules`` the four counts of ``stockml.features.headline_rules`` (direction words and
+number comparisons next to financial quantities), then a multinomial logistic regression.
+The defaults train the shipped model; ``CANDIDATES.md`` beside this script lists every
+variant that was tried and how each scored.
 """
 
 from __future__ import annotations
@@ -43,15 +52,21 @@ from onnx import TensorProto, helper, numpy_helper
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import FunctionTransformer
 
+from stockml.features import headline_rules
 from stockml.features.headlines import (
     ARTEFACT,
     FORMAT,
     HeadlineModel,
     char_code,
+    finance_features,
     normalize_headline,
     split_of,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import generated  # noqa: E402 - the generated sentences beside this script
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data" / "sentiment" / "twitter_financial_news" / "sent_train.csv"
@@ -66,6 +81,10 @@ GRID: dict[str, list[Any]] = {
     "class_weight": [None, "balanced"],
     "char_max_features": [20000, 50000],
 }
+# the generated sentences: how many, their seed, and their total weight relative to the tweets'
+GENERATED_ROWS = 6000
+GENERATED_SEED = 0
+GENERATED_WEIGHTS = [0.25, 0.5, 1.0]
 MAX_BYTES = 5 * 1024 * 1024
 PARITY_TOLERANCE = 1e-5
 
@@ -80,19 +99,58 @@ def read_data(path: Path) -> tuple[pd.DataFrame, str]:
     return frame, hashlib.sha256(raw).hexdigest()
 
 
-def make_pipeline(C: float, class_weight: str | None, char_max_features: int) -> Pipeline:
-    """TF-IDF (binary word and char n-grams, l2 per kind) + multinomial logistic regression."""
-    common = {"binary": True, "lowercase": False, "min_df": MIN_DF, "dtype": np.float64}
+def make_pipeline(
+    C: float, class_weight: str | None, char_max_features: int, rules: bool = False
+) -> Pipeline:
+    """TF-IDF (binary word and char n-grams, l2 per kind) [+ the finance rules] + multinomial
+    logistic regression, over raw headlines (the vectorizers normalise them)."""
+    common = {
+        "binary": True,
+        "lowercase": False,
+        "preprocessor": normalize_headline,
+        "min_df": MIN_DF,
+        "dtype": np.float64,
+    }
     words = TfidfVectorizer(token_pattern=WORD_PATTERN, ngram_range=WORD_NGRAMS, **common)
     chars = TfidfVectorizer(
         analyzer="char", ngram_range=CHAR_NGRAMS, max_features=char_max_features, **common
     )
+    parts: list[tuple[str, Any]] = [("words", words), ("chars", chars)]
+    if rules:
+        parts.append(("rules", FunctionTransformer(_rule_features)))
     return Pipeline(
         [
-            ("tfidf", FeatureUnion([("words", words), ("chars", chars)])),
+            ("tfidf", FeatureUnion(parts)),
             ("model", LogisticRegression(C=C, class_weight=class_weight, max_iter=5000)),
         ]
     )
+
+
+def _rule_features(texts: Any) -> np.ndarray:
+    return finance_features(list(texts)).astype(np.float64)
+
+
+def training_rows(
+    tweets: pd.DataFrame, generated_weight: float | None
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Texts, labels and sample weights: the tweets (weight 1) and, when ``generated_weight``
+    is set, the generated sentences, weighing ``generated_weight`` x the tweets in all."""
+    texts, labels = tweets["text"].tolist(), tweets["label"].to_numpy()
+    weights = np.ones(len(texts))
+    if generated_weight:
+        extra = generated.generate(GENERATED_ROWS, GENERATED_SEED)
+        texts += extra["text"].tolist()
+        labels = np.r_[labels, extra["label"].to_numpy()]
+        weights = np.r_[weights, np.full(len(extra), generated_weight * len(tweets) / len(extra))]
+    return texts, labels, weights
+
+
+def fit(tweets: pd.DataFrame, params: dict[str, Any], rules: bool) -> Pipeline:
+    """The pipeline of ``params`` fitted on ``tweets`` (+ the generated sentences it names)."""
+    model_params = {k: params[k] for k in GRID}
+    texts, labels, weights = training_rows(tweets, params.get("generated_weight"))
+    pipeline = make_pipeline(**model_params, rules=rules)
+    return pipeline.fit(texts, labels, model__sample_weight=weights)
 
 
 def _branch(name: str, vectorizer: TfidfVectorizer, coef: np.ndarray, keys: list[Any]) -> tuple:
@@ -141,19 +199,40 @@ def _branch(name: str, vectorizer: TfidfVectorizer, coef: np.ndarray, keys: list
 
 def to_onnx(pipeline: Pipeline, metadata: dict[str, Any]) -> onnx.ModelProto:
     """The fitted pipeline as one ONNX graph: inputs ``words`` (strings) and ``chars`` (codes)."""
-    words, chars = (v for _, v in pipeline.named_steps["tfidf"].transformer_list)
+    transformers = dict(pipeline.named_steps["tfidf"].transformer_list)
+    words, chars = transformers["words"], transformers["chars"]
+    rules = "rules" in transformers
     model = pipeline.named_steps["model"]
-    n_words = len(words.vocabulary_)
+    n_words, n_chars = len(words.vocabulary_), len(chars.vocabulary_)
     nodes, inits = [], []
     for name, vectorizer, coef, keys in (
         ("words", words, model.coef_[:, :n_words], list(words.vocabulary_)),
-        ("chars", chars, model.coef_[:, n_words:], [char_code(k) for k in chars.vocabulary_]),
+        (
+            "chars",
+            chars,
+            model.coef_[:, n_words : n_words + n_chars],
+            [char_code(k) for k in chars.vocabulary_],
+        ),
     ):
         branch_nodes, branch_inits = _branch(name, vectorizer, coef, keys)
         nodes += branch_nodes
         inits += branch_inits
+    logits = ["words_logit", "chars_logit", "bias"]
+    inputs = [
+        helper.make_tensor_value_info("words", TensorProto.STRING, [None, None]),
+        helper.make_tensor_value_info("chars", TensorProto.INT64, [None, None]),
+    ]
+    if rules:
+        # the rule counts times their coefficients
+        n_rules = len(headline_rules.FEATURES)
+        rule_coef = model.coef_[:, n_words + n_chars :]
+        assert rule_coef.shape[1] == n_rules
+        nodes.append(helper.make_node("MatMul", ["finance", "finance_w"], ["finance_logit"]))
+        inits.append(numpy_helper.from_array(rule_coef.T.astype(np.float32), "finance_w"))
+        inputs.append(helper.make_tensor_value_info("finance", TensorProto.FLOAT, [None, n_rules]))
+        logits.append("finance_logit")
     nodes += [
-        helper.make_node("Sum", ["words_logit", "chars_logit", "bias"], ["logits"]),
+        helper.make_node("Sum", logits, ["logits"]),
         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
     ]
     inits += [
@@ -164,10 +243,7 @@ def to_onnx(pipeline: Pipeline, metadata: dict[str, Any]) -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes,
         "headline_sentiment",
-        [
-            helper.make_tensor_value_info("words", TensorProto.STRING, [None, None]),
-            helper.make_tensor_value_info("chars", TensorProto.INT64, [None, None]),
-        ],
+        inputs,
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, len(CLASSES)])],
         inits,
     )
@@ -189,32 +265,45 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA, help="sent_train.csv (text,label)")
     parser.add_argument("--out", type=Path, default=ARTEFACT, help="the ONNX artefact to write")
+    parser.add_argument(
+        "--no-generated",
+        action="store_true",
+        help="train on the tweets only (no generated sentences)",
+    )
+    parser.add_argument(
+        "--rules",
+        action="store_true",
+        help="add the finance-rule inputs (a candidate, not shipped)",
+    )
     args = parser.parse_args(argv)
+    rules = args.rules
     started = time.perf_counter()
     frame, sha256 = read_data(args.data)
-    frame["clean"] = [normalize_headline(t) for t in frame["text"]]
     part = {name: frame[frame["split"] == name] for name in ("train", "validation", "test")}
     print({name: len(rows) for name, rows in part.items()})
 
-    # 1. hyper-parameters on the validation split
+    # 1. hyper-parameters on the validation split of the tweets
+    grid = dict(GRID)
+    if not args.no_generated:
+        grid["generated_weight"] = GENERATED_WEIGHTS
     search = []
-    for values in itertools.product(*GRID.values()):
-        params = dict(zip(GRID, values, strict=True))
-        fitted = make_pipeline(**params).fit(part["train"]["clean"], part["train"]["label"])
+    for values in itertools.product(*grid.values()):
+        params = dict(zip(grid, values, strict=True))
+        fitted = fit(part["train"], params, rules)
         score = accuracy(
-            part["validation"]["label"].to_numpy(), fitted.predict(part["validation"]["clean"])
+            part["validation"]["label"].to_numpy(), fitted.predict(part["validation"]["text"])
         )
         search.append({**params, "validation_accuracy": score})
         print(f"{params}: validation accuracy {score}", flush=True)
     best = max(search, key=lambda r: r["validation_accuracy"])  # first of the ties
-    params = {k: best[k] for k in GRID}
+    params = {k: best[k] for k in grid}
 
     # 2. refit on train + validation, score once on the held-out test split
     fit_rows = pd.concat([part["train"], part["validation"]])
-    pipeline = make_pipeline(**params).fit(fit_rows["clean"], fit_rows["label"])
+    pipeline = fit(fit_rows, params, rules)
     test = part["test"]
     truth = test["label"].to_numpy()
-    sk_probs = pipeline.predict_proba(test["clean"])
+    sk_probs = pipeline.predict_proba(test["text"].tolist())
     held_out = {
         "rows": len(test),
         "accuracy": accuracy(truth, sk_probs.argmax(axis=1)),
@@ -227,6 +316,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"held-out test: {held_out}")
 
     # 3. export, parity, metadata
+    generated_meta = None
+    if not args.no_generated:
+        generated_meta = {
+            "script": "training/sentiment/generated.py",
+            "rows": GENERATED_ROWS,
+            "seed": GENERATED_SEED,
+            "licence": "MIT (templates written for this project)",
+            "labels": "by construction: a quantity's good direction x the direction stated",
+        }
     metadata = {
         "format": FORMAT,
         "classes": list(CLASSES),
@@ -237,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             "char_ngrams": list(CHAR_NGRAMS),
             "binary": True,
             "min_df": MIN_DF,
+            "finance_rules": headline_rules.VERSION if rules else None,
         },
         "data": {
             "name": "Twitter Financial News Sentiment (training split)",
@@ -245,8 +344,10 @@ def main(argv: list[str] | None = None) -> int:
             "rows": len(frame),
             "licence": "MIT",
             "split": "sha256 of the normalised text: test 20 %, validation 16 %, train 64 %",
-            "fitted_on": "train + validation",
+            "fitted_on": "train + validation"
+            + (" + the generated sentences" if generated_meta else ""),
         },
+        "generated": generated_meta,
         "hyper_parameters": params,
         "selected_by": "accuracy on the validation split of the tweets",
         "search": search,
@@ -276,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
         "artefact": str(args.out),
         "bytes": len(payload),
         "data_sha256": sha256,
+        "generated": generated_meta is not None,
+        "finance_rules": rules,
         "hyper_parameters": params,
         "validation_accuracy": best["validation_accuracy"],
         "test": held_out,

@@ -1,19 +1,23 @@
 """The headline sentiment model: text normalisation, n-gram analysis, and its ONNX artefact.
 
 A linear classifier over TF-IDF word 1-2-grams and character 2-5-grams (binary term
-presence, l2-normalised per n-gram kind), trained by ``training/sentiment/train_headlines.py``
-on labelled finance news tweets. The work is split in two:
+presence, l2-normalised per n-gram kind) and, when the artefact says so, the four counts of
+the finance rules (:mod:`stockml.features.headline_rules`: direction words and number
+comparisons next to financial quantities), trained by ``training/sentiment/train_headlines.py``
+on labelled finance news tweets and generated company-results sentences. The work is split
+in two:
 
-- here, in plain Python and numpy: :func:`normalize_headline` (one normalisation for training
-  and scoring) and the n-gram analysis: the word n-grams as strings, the character n-grams as
-  exact integer codes (base 128 over ASCII: ``"ab"`` -> ``97 * 128 + 98``), each distinct
-  n-gram once per headline;
+- here, in plain Python and numpy: :func:`fold_headline` / :func:`normalize_headline` (one
+  normalisation for training and scoring), the n-gram analysis (the word n-grams as strings,
+  the character n-grams as exact integer codes, base 128 over ASCII: ``"ab"`` -> ``97 * 128 +
+  98``, each distinct n-gram once per headline) and the rule counts;
 - in the ONNX artefact, run by ONNX Runtime: everything learned (vocabularies, idf weights,
   coefficients), the normalisation and the softmax.
 
-The artefact's metadata names the data it was trained on (file, sha256, licence), the
-hyper-parameters and the held-out figures; :meth:`HeadlineModel.load` checks the format and
-runs the model once before anyone relies on it. Nothing here imports scikit-learn.
+The artefact's metadata names the data it was trained on (file, sha256, licence; the
+generated sentences' script and seed), the hyper-parameters and the held-out figures;
+:meth:`HeadlineModel.load` checks the format and the rules' version and runs the model once
+before anyone relies on it. Nothing here imports scikit-learn.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from stockml.errors import StockmlError
+from stockml.features import headline_rules
 
 ARTEFACT = Path(__file__).resolve().parent / "data" / "headline_sentiment.onnx"
 FORMAT = "stockml-headline-sentiment/1"
@@ -62,19 +67,31 @@ class HeadlineModelError(StockmlError):
     """The headline sentiment artefact is missing, corrupt or not in the expected format."""
 
 
-def normalize_headline(text: str) -> str:
-    """The text the model reads: lower-case printable ASCII, numbers as ``0``, no URLs or cashtags.
+def fold_headline(text: str) -> str:
+    """Lower-case printable ASCII without URLs or cashtags, numbers kept (the finance rules read them).
 
-    Accents are folded (``é`` -> ``e``), typographic quotes and dashes become ASCII, every run
-    of digits becomes ``0`` (``+18%`` and ``+3%`` read alike), whitespace runs one space.
+    Accents are folded (``é`` -> ``e``), typographic quotes and dashes become ASCII,
+    whitespace runs one space.
     """
     text = unicodedata.normalize("NFKD", str(text).translate(_TYPOGRAPHY))
     text = text.encode("ascii", "ignore").decode("ascii").lower()
     text = _URL.sub(" ", text)
     text = _CASHTAG.sub(" ", text)
-    text = _DIGITS.sub("0", text)
     text = _NOT_PRINTABLE.sub(" ", text)
     return _SPACES.sub(" ", text).strip()
+
+
+def normalize_headline(text: str) -> str:
+    """The text the n-grams read: :func:`fold_headline` with every run of digits as ``0``.
+
+    ``+18%`` and ``+3%`` read alike.
+    """
+    return _DIGITS.sub("0", fold_headline(text))
+
+
+def finance_features(texts: Sequence[str]) -> np.ndarray:
+    """The finance rules' counts of raw headlines (:mod:`stockml.features.headline_rules`)."""
+    return headline_rules.counts([fold_headline(t) for t in texts])
 
 
 def word_ngrams(text: str, pattern: re.Pattern[str], n_max: int) -> list[str]:
@@ -152,6 +169,7 @@ class HeadlineModel:
     word_pattern: re.Pattern[str]
     word_n_max: int
     char_range: tuple[int, int]
+    finance_rules: bool
 
     @classmethod
     def load(cls, path: Path | str = ARTEFACT) -> HeadlineModel:
@@ -179,6 +197,11 @@ class HeadlineModel:
         if info.get("format") != FORMAT:
             raise HeadlineModelError(f"{path}: format {info.get('format')!r}, expected {FORMAT}")
         analysis = info["analysis"]
+        rules = analysis.get("finance_rules")
+        if rules not in (None, headline_rules.VERSION):
+            raise HeadlineModelError(
+                f"{path}: finance rules {rules!r}, this package has {headline_rules.VERSION}"
+            )
         model = cls(
             session=session,
             metadata=info,
@@ -186,6 +209,7 @@ class HeadlineModel:
             word_pattern=re.compile(analysis["word_pattern"]),
             word_n_max=int(analysis["word_ngrams"][1]),
             char_range=(int(analysis["char_ngrams"][0]), int(analysis["char_ngrams"][1])),
+            finance_rules=rules is not None,
         )
         probe = model.probabilities(["Shares rose after the results", ""])
         if probe.shape != (2, len(model.classes)) or not np.allclose(probe.sum(axis=1), 1.0):
@@ -199,23 +223,26 @@ class HeadlineModel:
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities ``(len(texts), len(classes))`` in ``classes`` order (float32)."""
-        normalised = [normalize_headline(t) for t in texts]
+        folded = [fold_headline(t) for t in texts]
         # batches of similar lengths: rows are padded to the longest of their batch
-        order = np.argsort([len(t) for t in normalised], kind="stable")
-        ordered = [normalised[i] for i in order]
+        order = np.argsort([len(t) for t in folded], kind="stable")
+        ordered = [folded[i] for i in order]
         out = np.zeros((len(texts), len(self.classes)), np.float32)
         for i in range(0, len(ordered), BATCH):
             out[order[i : i + BATCH]] = self._run(ordered[i : i + BATCH])
         return out
 
-    def _run(self, texts: list[str]) -> np.ndarray:
+    def _run(self, folded: list[str]) -> np.ndarray:
+        texts = [_DIGITS.sub("0", t) for t in folded]
         words = [word_ngrams(t, self.word_pattern, self.word_n_max) for t in texts]
         width = max(1, max(len(w) for w in words))
         word_grams = np.full((len(texts), width), "", dtype=object)
         for i, grams in enumerate(words):
             word_grams[i, : len(grams)] = grams
-        chars = char_ngram_codes(texts, *self.char_range)
-        return self.session.run(["probabilities"], {"words": word_grams, "chars": chars})[0]
+        feeds = {"words": word_grams, "chars": char_ngram_codes(texts, *self.char_range)}
+        if self.finance_rules:
+            feeds["finance"] = headline_rules.counts(folded)
+        return self.session.run(["probabilities"], feeds)[0]
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         """P(positive) - P(negative) per text, in [-1, 1]; an empty text scores 0."""

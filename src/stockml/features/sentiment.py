@@ -1,13 +1,14 @@
 """Offline headline sentiment and its daily aggregation per symbol and trading day.
 
 Scoring: the headline model (:mod:`stockml.features.headlines`: TF-IDF n-grams and a linear
-classifier trained on finance news tweets, shipped as an ONNX artefact inside the package and
-run by ONNX Runtime) gives each headline ``P(positive) - P(negative)`` in [-1, 1]. When the
-artefact is missing or unusable (or ONNX Runtime is not installed), VADER with a finance
-overlay takes over, with a warning in the log: VADER's general lexicon misreads financial
-news ("profit" is positive even in "profit warning", "plunged" is unknown), so the overlay
-neutralises words that carry no direction in finance and adds the directional verbs of
-financial reporting; a rule turns "loss narrowed" positive. Both scorers are measured by
+classifier trained on finance news tweets and generated company-results sentences, shipped
+as an ONNX artefact inside the package and run by ONNX Runtime) gives each headline
+``P(positive) - P(negative)`` in [-1, 1]. When the artefact is missing or unusable (or ONNX
+Runtime is not installed), VADER with a finance overlay takes over, with a warning in the log:
+VADER's general lexicon misreads financial news ("profit" is positive even in "profit
+warning", "plunged" is unknown), so the overlay neutralises words that carry no direction in
+finance and adds the directional verbs of financial reporting; a rule turns "loss narrowed"
+positive. Both scorers are measured by
 ``benchmarks/sentiment.py``. ``sentiment_scorer()`` names the scorer in use: the two give
 different values, so training and the features job must use the same one.
 

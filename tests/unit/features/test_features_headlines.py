@@ -12,11 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from stockml.features import headline_rules
 from stockml.features.headlines import (
     ARTEFACT,
     BATCH,
     FORMAT,
     HeadlineModel,
+    HeadlineModelError,
     char_code,
     char_ngram_codes,
     normalize_headline,
@@ -26,8 +28,8 @@ from stockml.features.headlines import (
 REPO = Path(__file__).resolve().parents[3]
 TWEET_LABELS = {0: "negative", 1: "positive", 2: "neutral"}
 # the packaged model's measured accuracy (benchmarks/sentiment.py), less a point: a regression
-# floor. On the held-out tweets the goal itself, 0.80, is the floor.
-FLOORS = {"tweets": 0.80, "AllAgree": 0.68, "50Agree": 0.625}
+# floor. On the held-out tweets and the PhraseBank AllAgree the goal itself, 0.80, is the floor.
+FLOORS = {"tweets": 0.80, "AllAgree": 0.828, "50Agree": 0.70}
 
 
 def training_script() -> ModuleType:
@@ -86,13 +88,14 @@ def test_the_split_is_stable_and_near_duplicates_share_it() -> None:
 # ----------------------------------------------------------------------- ONNX vs sklearn
 
 
-def test_the_onnx_graph_matches_scikit_learn(tmp_path: Path) -> None:
-    # GIVEN a pipeline fitted by the training script's own code on generated headlines, written
-    # as ONNX by its exporter
+@pytest.mark.parametrize("rules", [True, False])
+def test_the_onnx_graph_matches_scikit_learn(tmp_path: Path, rules: bool) -> None:
+    # GIVEN a pipeline fitted by the training script's own code on generated headlines (with and
+    # without the finance-rule inputs), written as ONNX by its exporter
     train = training_script()
     texts, labels = generated_headlines(400, seed=2)
-    pipeline = train.make_pipeline(C=3.0, class_weight=None, char_max_features=3000)
-    pipeline.fit([normalize_headline(t) for t in texts], labels)
+    pipeline = train.make_pipeline(C=3.0, class_weight=None, char_max_features=3000, rules=rules)
+    pipeline.fit(texts, labels)
     metadata = {
         "format": FORMAT,
         "classes": list(train.CLASSES),
@@ -100,13 +103,14 @@ def test_the_onnx_graph_matches_scikit_learn(tmp_path: Path) -> None:
             "word_pattern": train.WORD_PATTERN,
             "word_ngrams": list(train.WORD_NGRAMS),
             "char_ngrams": list(train.CHAR_NGRAMS),
+            "finance_rules": headline_rules.VERSION if rules else None,
         },
         "data": {"sha256": "0" * 64},
     }
     path = tmp_path / "model.onnx"
     path.write_bytes(train.to_onnx(pipeline, metadata).SerializeToString())
     # WHEN ONNX Runtime scores unseen headlines (more than one batch; unicode, links, numbers,
-    # words the vocabulary never saw, an empty one)
+    # number comparisons, words the vocabulary never saw, an empty one)
     unseen, _ = generated_headlines(BATCH + 50, seed=3)
     unseen += [
         "",
@@ -114,16 +118,43 @@ def test_the_onnx_graph_matches_scikit_learn(tmp_path: Path) -> None:
         "Nokia\u2019s orders \u2013 unchanged",
         "zzz qqq",
         "$XYZ up 5 % https://x.y",
+        "Operating profit rose to EUR 13.1 mn from EUR 8.7 mn; costs fell",
     ]
-    onnx_probs = HeadlineModel.load(path).probabilities(unseen)
-    # THEN the probabilities equal scikit-learn's on the normalised text
-    sk_probs = pipeline.predict_proba([normalize_headline(t) for t in unseen])
+    model = HeadlineModel.load(path)
+    assert model.finance_rules is rules
+    onnx_probs = model.probabilities(unseen)
+    # THEN the probabilities equal scikit-learn's on the raw text
+    sk_probs = pipeline.predict_proba(unseen)
     diff = np.abs(onnx_probs - sk_probs).max(axis=1)
     print(f"max {diff.max():.2e}, p99 {np.quantile(diff, 0.99):.2e}")
     assert diff.max() < 1e-5
     # AND the classifier learned something (the oracle is the template's label)
     held_out, truth = generated_headlines(200, seed=4)
-    assert (HeadlineModel.load(path).probabilities(held_out).argmax(axis=1) == truth).mean() > 0.9
+    assert (model.probabilities(held_out).argmax(axis=1) == truth).mean() > 0.9
+
+
+def test_an_artefact_with_other_finance_rules_is_refused(tmp_path: Path) -> None:
+    # GIVEN an artefact whose metadata names finance rules this package does not have
+    train = training_script()
+    texts, labels = generated_headlines(200, seed=5)
+    pipeline = train.make_pipeline(C=1.0, class_weight=None, char_max_features=1000, rules=True)
+    pipeline.fit(texts, labels)
+    metadata = {
+        "format": FORMAT,
+        "classes": list(train.CLASSES),
+        "analysis": {
+            "word_pattern": train.WORD_PATTERN,
+            "word_ngrams": list(train.WORD_NGRAMS),
+            "char_ngrams": list(train.CHAR_NGRAMS),
+            "finance_rules": "finance-rules/0",
+        },
+        "data": {"sha256": "0" * 64},
+    }
+    path = tmp_path / "model.onnx"
+    path.write_bytes(train.to_onnx(pipeline, metadata).SerializeToString())
+    # WHEN / THEN loading it fails with a clear error instead of scoring with other inputs
+    with pytest.raises(HeadlineModelError, match="finance rules"):
+        HeadlineModel.load(path)
 
 
 # ---------------------------------------------------------------------- the packaged model
@@ -138,7 +169,14 @@ def test_the_packaged_artefact_loads_with_its_provenance() -> None:
     assert meta["format"] == FORMAT and model.classes == ("negative", "positive", "neutral")
     assert len(meta["data"]["sha256"]) == 64 and meta["data"]["licence"] == "MIT"
     assert meta["selected_by"] == "accuracy on the validation split of the tweets"
-    assert set(meta["hyper_parameters"]) == {"C", "class_weight", "char_max_features"}
+    assert set(meta["hyper_parameters"]) == {
+        "C",
+        "class_weight",
+        "char_max_features",
+        "generated_weight",
+    }
+    assert meta["generated"]["script"] == "training/sentiment/generated.py"
+    assert not model.finance_rules and meta["analysis"]["finance_rules"] is None
     assert meta["parity_vs_sklearn_on_test"]["max_abs_diff"] < 1e-5
     scores = model.scores(["Shares plunged after the profit warning", "", "Revenue rose 20 %"])
     assert scores[0] < 0 < scores[2] and scores[1] == 0.0
@@ -159,18 +197,19 @@ def test_the_committed_artefact_is_what_the_script_trains(shared_data: Path) -> 
     # GIVEN the training script's data, split and the artefact's own hyper-parameters
     train = training_script()
     frame, _ = train.read_data(shared_data / "sentiment/twitter_financial_news/sent_train.csv")
-    frame["clean"] = [normalize_headline(t) for t in frame["text"]]
     model = HeadlineModel.load(ARTEFACT)
     fit_rows = frame[frame["split"] != "test"]
-    # WHEN scikit-learn refits it
-    pipeline = train.make_pipeline(**model.metadata["hyper_parameters"])
-    pipeline.fit(fit_rows["clean"], fit_rows["label"])
+    # WHEN scikit-learn refits it (with the generated sentences the metadata names)
+    params = model.metadata["hyper_parameters"]
+    assert (params.get("generated_weight") is not None) == (
+        model.metadata.get("generated") is not None
+    )
+    pipeline = train.fit(fit_rows, params, rules=model.finance_rules)
     # THEN ONNX Runtime on the committed artefact gives scikit-learn's probabilities on the
     # held-out rows
     test = frame[frame["split"] == "test"]
-    diff = np.abs(
-        model.probabilities(test["text"].tolist()) - pipeline.predict_proba(test["clean"])
-    )
+    texts = test["text"].tolist()
+    diff = np.abs(model.probabilities(texts) - pipeline.predict_proba(texts))
     print(f"max {diff.max():.2e}")
     assert diff.max() < 1e-5
 
