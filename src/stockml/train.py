@@ -423,6 +423,29 @@ class WalkForward:
         """The evaluation JSON: folds and per-model metrics (pooled and per symbol)."""
         return evaluation.json_safe({"folds": self.folds, "models": self.metrics})
 
+    def equity_curve(self, cost_bps: float, execution_lag: int) -> dict[str, Any] | None:
+        """The daily equity (from 1) of the long/flat backtest of the ensemble's (else the first
+        model's) 1-session forecasts, equal weight across symbols, beside buy-and-hold: the
+        same curves as the ``backtest`` block of the metrics, for charts."""
+        names = list(self.forecasts.predictions)
+        if not names:
+            return None
+        model = "ensemble" if "ensemble" in names else names[0]
+        curves = evaluation.equity_curves(
+            self.forecasts.predictions[model][:, 0],
+            self.y[:, 0],
+            self.forecasts.symbols,
+            self.forecasts.dates,
+            cost_bps,
+            execution_lag,
+        )
+        return {
+            "model": model,
+            "dates": [d.date().isoformat() for d in pd.to_datetime(curves.index)],
+            "strategy": [round(float(v), 6) for v in curves["strategy"]],
+            "buy_and_hold": [round(float(v), 6) for v in curves["buy_and_hold"]],
+        }
+
 
 def history_split(data: Dataset, config: ModelConfig) -> evaluation.Split:
     """The slices of all labelled history: what the published model is fitted on."""
@@ -696,6 +719,9 @@ def train(
         "parity": parity,
         "gate": gate.to_dict(),
         "data_window": data_window,
+        "equity_curve": wf.equity_curve(
+            config.evaluation.cost_bps, config.evaluation.execution_lag
+        ),
     }
     exported = fitted.models
     # the training distribution of every feature the models see vary (the monitor's drift

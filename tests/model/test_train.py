@@ -269,3 +269,23 @@ def test_published_bundle_is_what_the_api_loads(trained, two_symbol_data: Datase
         json.loads(store.get_bytes(f"{store.models_prefix}/champion.json"))["version"]
         == trained.version
     )
+
+
+def test_metrics_hold_the_ensembles_backtest_equity_beside_buy_and_hold(trained):
+    # GIVEN the bundle's metrics.json and the walk-forward's out-of-sample rows
+    metrics = json.loads((trained.bundle_dir / "metrics.json").read_text())
+    curve = metrics["equity_curve"]
+    wf = trained.walk_forward
+    # THEN the curve is the ensemble's, one point per walk-forward test session
+    assert curve["model"] == "ensemble"
+    sessions = sorted(pd.unique(pd.to_datetime(wf.forecasts.dates)))
+    assert curve["dates"] == [d.date().isoformat() for d in sessions]
+    # buy-and-hold: equal weight across symbols, each session's 1-session simple return
+    frame = pd.DataFrame({"date": wf.forecasts.dates, "ret": np.expm1(wf.y[:, 0])})
+    hold = (1.0 + frame.groupby("date")["ret"].mean().sort_index()).cumprod()
+    np.testing.assert_allclose(curve["buy_and_hold"], hold.to_numpy(), rtol=1e-5)
+    # the strategy's last equity is the backtest block's annual return, compounded back
+    backtest = metrics["walk_forward"]["models"]["ensemble"]["pooled"]["backtest"]
+    years = len(curve["dates"]) / 252
+    annual = backtest["strategy"]["annual_return"]
+    assert curve["strategy"][-1] == pytest.approx((1.0 + annual) ** years, rel=1e-4)
