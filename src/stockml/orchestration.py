@@ -32,7 +32,7 @@ from stockml.evaluation import Forecasts
 from stockml.gate import Champion
 from stockml.model_config import ModelConfig
 from stockml.progress import ProgressFn
-from stockml.train import Dataset, evaluate, train
+from stockml.train import Dataset, evaluate, ranking_headline, train
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ def load_dataset(
     history_sessions: int | None = None,
     progress: ProgressFn | None = None,
     universe: list[str] | None = None,
+    skip_missing: bool = False,
 ) -> Dataset:
     """Features of ``symbols`` computed from the store's raw bars with ``build_features``.
 
@@ -60,8 +61,11 @@ def load_dataset(
     after ``stockml ingest``, and the same function the feature pipeline runs produces them,
     with the exact configuration stored in the bundle.
 
+    ``skip_missing`` (a universe, whose list may name symbols without bars, e.g. delisted
+    before the stored history): such symbols are left out with one log line instead of failing.
+
     Raises:
-        FeatureError: a symbol has no bars in the store.
+        FeatureError: a symbol has no bars in the store (unless ``skip_missing``), or none has.
     """
     from stockml.errors import FeatureError
     from stockml.features import build_features, feature_columns, target_columns
@@ -69,8 +73,15 @@ def load_dataset(
     bars = store.read_bars(symbols)
     found = set(bars["symbol"].astype(str)) if not bars.empty else set()
     missing = [s for s in symbols if s not in found]
-    if missing:
+    if missing and (not skip_missing or not found):
         raise FeatureError(f"no bars in the store for {missing}: run `stockml ingest` first")
+    if missing:
+        logger.warning(
+            "%d symbol(s) have no bars in the store and are left out: %s",
+            len(missing),
+            ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""),
+        )
+        symbols = [s for s in symbols if s in found]
     if feature_config.cross_section.enabled:
         context = set(symbols) | set(feature_config.market.symbols)
         peers = [
@@ -210,7 +221,15 @@ def run_training(
     feature_config, config = _configs(config)
     store = Store.from_settings(settings.store)
     symbols = symbols or default_symbols(settings, feature_config)
-    data = load_dataset(store, symbols, feature_config, config.history_sessions, progress, universe)
+    data = load_dataset(
+        store,
+        symbols,
+        feature_config,
+        config.history_sessions,
+        progress,
+        universe,
+        skip_missing=config.universe_mode,
+    )
     champion = load_champion(store, data, config)
     result = train(data, config, workdir or scratch_dir(), champion=champion, progress=progress)
     record = None
@@ -267,6 +286,11 @@ def run_training(
             },
             "parity_max_abs": {n: p["max_abs"] for n, p in result.parity.items()},
             "data_window": result.data_window,
+            **(
+                {"ranking": ranking_headline(result.walk_forward.report(), config.promotion.model)}
+                if config.universe_mode
+                else {}
+            ),
         }
     )
 
@@ -285,7 +309,15 @@ def run_evaluation(
     feature_config, config = _configs(config)
     store = Store.from_settings(settings.store)
     symbols = symbols or default_symbols(settings, feature_config)
-    data = load_dataset(store, symbols, feature_config, config.history_sessions, progress, universe)
+    data = load_dataset(
+        store,
+        symbols,
+        feature_config,
+        config.history_sessions,
+        progress,
+        universe,
+        skip_missing=config.universe_mode,
+    )
     report = evaluate(data, config, load_champion(store, data, config), progress)
     return {
         "symbols": data.symbols,
@@ -328,4 +360,5 @@ def run_forward_test(
         None if end is None else pd.Timestamp(end),
         config.evaluation.cost_bps,
         config.evaluation.execution_lag,
+        config.universe,
     )
