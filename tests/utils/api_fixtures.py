@@ -17,6 +17,7 @@ from stockml.local import LocalServer
 from stockml.settings import ApiSettings, Settings, StoreSettings
 from stockml.storage import Store
 from utils.serving_bundle import BuiltBundle, build_bundle, publish, swapped_graphs
+from utils.universe_bundle import build_universe_bundle
 
 API_KEY = "local-test-key"  # the key the events in events/api_*.json carry
 
@@ -40,6 +41,21 @@ def serving_store(moto_server: LocalServer, serving_bundle: BuiltBundle) -> Stor
     """A bucket on the session's moto_server with the bundle, its champion pointer and features."""
     store_settings = new_bucket(moto_server)
     publish(Store.from_settings(store_settings), serving_bundle)
+    return store_settings
+
+
+@pytest.fixture(scope="session")
+def universe_bundle(tmp_path_factory: pytest.TempPathFactory) -> BuiltBundle:
+    """A real global bundle trained in universe mode on 24 synthetic stocks (~5-20 s)."""
+    return build_universe_bundle(tmp_path_factory.mktemp("universe"))
+
+
+@pytest.fixture(scope="session")
+def universe_store(moto_server: LocalServer, universe_bundle: BuiltBundle) -> StoreSettings:
+    """A bucket with the global bundle as champion, 25 stocks' features, their windows and the
+    universe object (written by the feature pipeline's ``write_windows``)."""
+    store_settings = new_bucket(moto_server)
+    publish(Store.from_settings(store_settings), universe_bundle)
     return store_settings
 
 
