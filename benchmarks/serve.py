@@ -27,6 +27,7 @@
    interpreter of the function's runtime (no site-packages), beside the same bare imports.
 
     python benchmarks/serve.py [--requests 2000] [--seconds 3] [--threads 4]
+    python benchmarks/serve.py --rankings-only     # part 4 alone
 
 Goals: predict p99 <= 5 ms; cold start <= 2x bare imports; /predict >= 0.5x trivial
 throughput; rankings p99 <= 50 ms on a cache miss (moonshot 20 ms); the API a Zip of <= 250 MB
@@ -420,6 +421,56 @@ def zip_cold_start(artefact: dict[str, Any], env: dict[str, str], repeats: int) 
     return {"cold_start_s": statistics.median(cold), "bare_import_s": statistics.median(bare_s)}
 
 
+def universe_rankings(args: argparse.Namespace, server: Any, env: dict[str, str]) -> dict[str, Any]:
+    """The ``/rankings`` figures over ``--universe`` (empty when the file is absent)."""
+    ranked: dict[str, Any] = {}
+    if not args.universe.is_file():
+        return ranked
+    universe_bucket = f"bench-u-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=server.url, region_name="us-east-1").create_bucket(
+        Bucket=universe_bucket
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        ranked.update(
+            publish_universe(
+                Store(universe_bucket, endpoint_url=server.url),
+                args.universe,
+                args.universe_train_symbols,
+                args.universe_bundle,
+                Path(tmp),
+            )
+        )
+        ranked["setup_s"] = time.perf_counter() - started
+    ranked.update(
+        rankings_latency({**env, "STOCKML_STORE__BUCKET": universe_bucket}, args.requests)
+    )
+    return ranked
+
+
+def print_rankings(ranked: dict[str, Any], universe: Path) -> None:
+    if not ranked:
+        print(f"/rankings: skipped ({universe} is absent)")
+        return
+    print(
+        f"/rankings over {ranked['ranked']} of {ranked['symbols']} symbols (universe object "
+        f"{ranked['universe_object_mb']:.1f} MB): first call {ranked['rankings_first_ms']:.1f} ms; "
+        f"forecast-cache miss p50 {ranked['rankings_p50_ms']:.2f} ms p99 "
+        f"{ranked['rankings_p99_ms']:.2f} ms (goal <= 50, moonshot 20); warm p99 "
+        f"{ranked['rankings_warm_p99_ms']:.2f} ms; the batched run alone p50 "
+        f"{ranked['rank_run_p50_ms']:.2f} ms"
+    )
+
+
+def rankings_json(ranked: dict[str, Any], universe: Path) -> dict[str, Any]:
+    return {
+        "rankings_p99_ms": round(ranked["rankings_p99_ms"], 3) if ranked else None,
+        "rankings": {k: round(v, 3) if isinstance(v, float) else v for k, v in ranked.items()}
+        or None,
+        **({} if ranked else {"skipped": {"rankings_p99_ms": f"{universe} is absent"}}),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -431,12 +482,32 @@ def main() -> None:
     parser.add_argument("--universe", type=Path, default=UNIVERSE_FILE)
     parser.add_argument("--universe-train-symbols", type=int, default=60)
     parser.add_argument("--universe-bundle", type=Path, default=None)
+    parser.add_argument(
+        "--rankings-only", action="store_true", help="only the /rankings figures (part 4)"
+    )
     args = parser.parse_args()
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     server = start_moto_server()
+    if args.rankings_only:
+        try:
+            ranked = universe_rankings(
+                args,
+                server,
+                {
+                    "STOCKML_STORE__ENDPOINT_URL": server.url,
+                    "STOCKML_API__RATE_LIMIT_PER_MINUTE": "0",
+                    "STOCKML_API_KEY": "local-test-key",  # the events carry this key
+                    "POWERTOOLS_LOG_LEVEL": "WARNING",
+                },
+            )
+        finally:
+            server.stop()
+        print_rankings(ranked, args.universe)
+        print(json.dumps(rankings_json(ranked, args.universe)))
+        return
     try:
         bucket = f"bench-{uuid.uuid4().hex[:8]}"
         boto3.client("s3", endpoint_url=server.url, region_name="us-east-1").create_bucket(
@@ -461,27 +532,7 @@ def main() -> None:
         rps = throughput(env, args.seconds, args.threads)
         env["STOCKML_API_KEY"] = "local-test-key"
         warm = handler_latency(env, args.requests)
-        ranked: dict[str, Any] = {}
-        if args.universe.is_file():
-            universe_bucket = f"bench-u-{uuid.uuid4().hex[:8]}"
-            boto3.client("s3", endpoint_url=server.url, region_name="us-east-1").create_bucket(
-                Bucket=universe_bucket
-            )
-            with tempfile.TemporaryDirectory() as tmp:
-                started = time.perf_counter()
-                ranked.update(
-                    publish_universe(
-                        Store(universe_bucket, endpoint_url=server.url),
-                        args.universe,
-                        args.universe_train_symbols,
-                        args.universe_bundle,
-                        Path(tmp),
-                    )
-                )
-                ranked["setup_s"] = time.perf_counter() - started
-            ranked.update(
-                rankings_latency({**env, "STOCKML_STORE__BUCKET": universe_bucket}, args.requests)
-            )
+        ranked = universe_rankings(args, server, env)
     finally:
         server.stop()
 
@@ -509,17 +560,7 @@ def main() -> None:
         f"HTTP ({args.threads} threads, {args.seconds:.0f} s): /predict {rps['predict_rps']:.0f} req/s, "
         f"/version {rps['trivial_rps']:.0f} req/s: ratio {rps_ratio:.2f} (goal >= 0.5)"
     )
-    if ranked:
-        print(
-            f"/rankings over {ranked['ranked']} of {ranked['symbols']} symbols (universe object "
-            f"{ranked['universe_object_mb']:.1f} MB): first call {ranked['rankings_first_ms']:.1f} ms; "
-            f"forecast-cache miss p50 {ranked['rankings_p50_ms']:.2f} ms p99 "
-            f"{ranked['rankings_p99_ms']:.2f} ms (goal <= 50, moonshot 20); warm p99 "
-            f"{ranked['rankings_warm_p99_ms']:.2f} ms; the batched run alone p50 "
-            f"{ranked['rank_run_p50_ms']:.2f} ms"
-        )
-    else:
-        print(f"/rankings: skipped ({args.universe} is absent)")
+    print_rankings(ranked, args.universe)
     print(
         f"artefact ({artefact['method']}): {artefact['package_type']}, {artefact['mb']:.0f} MB "
         f"unzipped, function + layer (limit {ZIP_LIMIT_MB} MB); largest {artefact['largest']}"
@@ -557,14 +598,7 @@ def main() -> None:
                     if zip_cold
                     else None
                 ),
-                "rankings_p99_ms": round(ranked["rankings_p99_ms"], 3) if ranked else None,
-                "rankings": {
-                    k: round(v, 3) if isinstance(v, float) else v for k, v in ranked.items()
-                }
-                or None,
-                **(
-                    {} if ranked else {"skipped": {"rankings_p99_ms": f"{args.universe} is absent"}}
-                ),
+                **rankings_json(ranked, args.universe),
             }
         )
     )
