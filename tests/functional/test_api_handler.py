@@ -22,6 +22,7 @@ from stockml.inference import bundle_loads
 from stockml.settings import StoreSettings
 from utils.api_fixtures import API_KEY
 from utils.serving_bundle import BuiltBundle
+from utils.universe_bundle import DELISTED
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
@@ -385,3 +386,23 @@ def test_forecasts_say_how_old_their_data_is_through_the_handler(
     refused = strict.handler(event("predict", version), LambdaContext())
     assert refused["statusCode"] == 503
     assert _body(refused)["error"]["code"] == "stale_features"
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_the_rankings_event_ranks_the_universe_through_the_handler(
+    universe_store: StoreSettings, version: str
+) -> None:
+    # GIVEN a container over the global bundle's store (25 stocks, one stopped trading)
+    module = import_handler(universe_store)
+    # WHEN the recorded-format event asks for the top and bottom 5 at horizon 1
+    response = module.handler(event("rankings", version), LambdaContext())
+    # THEN 200: the 5 best then the 5 worst of the 24 current stocks, best score first
+    assert response["statusCode"] == 200, response["body"]
+    body = json.loads(response["body"])
+    rows = body["rankings"]
+    assert body["n_ranked"] == 24 and body["n_excluded"] == 1
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5, 20, 21, 22, 23, 24]
+    scores = [r["score"] for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    assert DELISTED not in {r["symbol"] for r in rows}
+    assert body["model_version"] == "v-universe-1" and body["as_of"]
