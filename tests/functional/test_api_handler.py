@@ -22,7 +22,7 @@ from stockml.inference import bundle_loads
 from stockml.settings import StoreSettings
 from utils.api_fixtures import API_KEY
 from utils.serving_bundle import BuiltBundle
-from utils.universe_bundle import DELISTED
+from utils.universe_bundle import DELISTED, UNTRAINED
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
@@ -406,3 +406,20 @@ def test_the_rankings_event_ranks_the_universe_through_the_handler(
     assert scores == sorted(scores, reverse=True)
     assert DELISTED not in {r["symbol"] for r in rows}
     assert body["model_version"] == "v-universe-1" and body["as_of"]
+
+
+def test_a_global_bundle_predicts_a_symbol_it_never_trained_on_through_the_handler(
+    universe_store: StoreSettings,
+) -> None:
+    # GIVEN a container over the global bundle, and the predict event aimed at a stock whose
+    # features are stored but that is not in the bundle's training list
+    module = import_handler(universe_store)
+    ev = event("predict", "v2")
+    ev["rawPath"] = ev["requestContext"]["http"]["path"] = f"/predict/{UNTRAINED}"
+    # WHEN the handler is invoked
+    response = module.handler(ev, LambdaContext())
+    # THEN a forecast of 3 sessions for it, from the global bundle
+    assert response["statusCode"] == 200, response["body"]
+    body = json.loads(response["body"])
+    assert body["symbol"] == UNTRAINED and body["model_version"] == "v-universe-1"
+    assert all(len(v) == 3 for v in body["predictions"].values())
