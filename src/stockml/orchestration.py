@@ -62,10 +62,13 @@ def load_dataset(
     with the exact configuration stored in the bundle.
 
     ``skip_missing`` (a universe, whose list may name symbols without bars, e.g. delisted
-    before the stored history): such symbols are left out with one log line instead of failing.
+    before the stored history, or with too few for the features' warm-up, e.g. listed days
+    before it ends): such symbols are left out with one log line instead of failing, as the
+    feature pipeline skips them.
 
     Raises:
-        FeatureError: a symbol has no bars in the store (unless ``skip_missing``), or none has.
+        FeatureError: a symbol has no bars in the store, or too few (unless
+            ``skip_missing``), or none has enough.
     """
     from stockml.errors import FeatureError
     from stockml.features import build_features, feature_columns, target_columns
@@ -82,6 +85,18 @@ def load_dataset(
             ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""),
         )
         symbols = [s for s in symbols if s in found]
+    if skip_missing:
+        counts = bars.groupby("symbol").size()
+        short = sorted(str(s) for s in counts[counts <= feature_config.warmup_rows()].index)
+        if short and len(short) < len(counts):
+            logger.warning(
+                "%d symbol(s) have too few bars for the %d-row warm-up and are left out: %s",
+                len(short),
+                feature_config.warmup_rows(),
+                ", ".join(short[:10]) + (" ..." if len(short) > 10 else ""),
+            )
+            bars = bars[~bars["symbol"].astype(str).isin(short)]
+            symbols = [s for s in symbols if s not in short]
     if feature_config.cross_section.enabled:
         context = set(symbols) | set(feature_config.market.symbols)
         peers = [

@@ -84,12 +84,16 @@ def test_part_of_the_shared_universe_file_end_to_end(
 def test_train_and_evaluate_a_universe_from_the_cli(
     env: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN 25 stocks' bars and features in the store, a universe naming 24 of them (one of
-    # which has no bars at all), and a tiny model configuration in universe mode
+    # GIVEN 24 stocks' bars in the store, one more listed 10 sessions before they end (too few
+    # bars for the features' warm-up), a universe naming them all and one stock without any
+    # bars, and a tiny model configuration in universe mode
     bars = make_universe(n_symbols=24, start="2016-01-04", end="2017-09-29", seed=4)
-    env.upsert_bars(bars)
     names = sorted(bars["symbol"].unique())
-    monkeypatch.setenv("STOCKML_UNIVERSES", json.dumps({"mine": {"symbols": [*names, "GONE"]}}))
+    late = bars[bars["symbol"] == names[0]].tail(10).assign(symbol="TINY")
+    env.upsert_bars(pd.concat([bars, late], ignore_index=True))
+    monkeypatch.setenv(
+        "STOCKML_UNIVERSES", json.dumps({"mine": {"symbols": [*names, "TINY", "GONE"]}})
+    )
     configs = tmp_path / "configs"
     configs.mkdir()
     for name in ("config.yaml", "feature_config.yaml"):
@@ -110,7 +114,7 @@ def test_train_and_evaluate_a_universe_from_the_cli(
     report = json.loads(evaluated.stdout)
     for key in ("rank_ic", "rank_ic_t", "long_short_sharpe_net", "turnover"):
         assert key in report, key
-    assert report["symbols"] == names  # GONE has no bars: left out, not an error
+    assert report["symbols"] == names  # GONE and TINY: left out, not an error
     assert report["universe"]["n_symbols"] == 24
     assert report["rank_ic"] == report["universe"]["models"]["ensemble"]["rank_ic"]
     assert {"rank_ic_t_h1", "long_short_sharpe_net"} <= {
