@@ -143,13 +143,14 @@ def _bundle_dataset(
     store: Any, bundle: Bundle, symbols: list[str], data: Dataset | None
 ) -> Dataset:
     """Features of ``symbols`` as the bundle's feature configuration computes them (``data``
-    itself when it was computed with the same configuration)."""
+    itself when it was computed with the same configuration). A global bundle's symbols
+    without enough bars are left out, as in training (``load_dataset``'s ``skip_missing``)."""
     from stockml.features import FeatureConfig
 
     if data is not None and data.feature_config == bundle.feature_spec.feature_config:
         return data
     config = FeatureConfig.model_validate(bundle.feature_spec.feature_config)
-    return load_dataset(store, symbols, config)
+    return load_dataset(store, symbols, config, skip_missing="universe" in bundle.manifest.extra)
 
 
 def load_champion(store: Any, data: Dataset, config: ModelConfig) -> Champion | None:

@@ -84,13 +84,14 @@ def test_part_of_the_shared_universe_file_end_to_end(
 def test_train_and_evaluate_a_universe_from_the_cli(
     env: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN 24 stocks' bars in the store, one more listed 10 sessions before they end (too few
-    # bars for the features' warm-up), a universe naming them all and one stock without any
-    # bars, and a tiny model configuration in universe mode
+    # GIVEN 24 stocks' bars in the store up to 2017-06-30, one more listed 10 sessions before
+    # that (too few bars for the features' warm-up), a universe naming them all and one stock
+    # without any bars, and a tiny model configuration in universe mode
     bars = make_universe(n_symbols=24, start="2016-01-04", end="2017-09-29", seed=4)
     names = sorted(bars["symbol"].unique())
-    late = bars[bars["symbol"] == names[0]].tail(10).assign(symbol="TINY")
-    env.upsert_bars(pd.concat([bars, late], ignore_index=True))
+    first = bars[bars["date"] <= "2017-06-30"]
+    late = first[first["symbol"] == names[0]].tail(10).assign(symbol="TINY")
+    env.upsert_bars(pd.concat([first, late], ignore_index=True))
     monkeypatch.setenv(
         "STOCKML_UNIVERSES", json.dumps({"mine": {"symbols": [*names, "TINY", "GONE"]}})
     )
@@ -127,3 +128,16 @@ def test_train_and_evaluate_a_universe_from_the_cli(
     bundle = load_bundle(env, summary["version"], models_prefix=env.models_prefix)
     assert set(bundle.manifest.extra["universe"]["score_map"]) == {"xgboost", "ensemble"}
     assert bundle.metrics["ranking"]["long_short"]["equity"]
+
+    # WHEN the next quarter's bars arrive and the bundle is forward-tested on them
+    env.upsert_bars(bars[bars["date"] > "2017-06-30"])
+    forward = runner.invoke(
+        cli.app,
+        ["evaluate", "--bundle", summary["version"], "--from", "2017-07-03"]
+        + ["--universe", "mine", "--json"],
+    )
+    # THEN its ranking is scored on those sessions only, TINY still left out
+    assert forward.exit_code == 0, forward.output
+    scored = json.loads(forward.stdout)
+    assert scored["symbols"] == names and scored["from"] == "2017-07-03"
+    assert scored["universe"]["n_symbols"] == 24 and scored["rank_ic"] is not None
