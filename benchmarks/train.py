@@ -18,7 +18,9 @@ members / sum of their ORT single-row latencies.
 
 Universe mode (``--universe FILE``: one multi-symbol price table, e.g. the 398-stock S&P 500
 file): features of the first ``--symbols`` symbols through the feature library (no market
-series, no news), windows of the configured length as the training job builds them, then
+series, no news; the cross-sections over every symbol of the file), windows of the configured
+length as the training job builds them, with model_config.yaml's universe mode
+(``ModelConfig.for_universe()``: its LSTM batch and epochs), then
 
 - ``project``: ``LSTMModel.fit`` as the job calls it (model_config.yaml's network, a batch of
   ``--batch-size``), run for exactly ``--epochs`` epochs (early stopping off), timed from
@@ -29,16 +31,31 @@ series, no news), windows of the configured length as the training job builds th
   no copies of the best weights: what the hardware gives the loop alone;
 - ``gpu_loop_ratio`` = project samples/s / bare samples/s (goal >= 0.75);
 - with ``--cpu-epochs N`` on a GPU host, the project fit on the same host's CPU too, on the
-  first ``--cpu-windows`` windows (``lstm_gpu_speedup`` = GPU samples/s / CPU samples/s).
+  first ``--cpu-windows`` windows (``lstm_gpu_speedup`` = GPU samples/s / CPU samples/s);
+- ``job``: the whole universe training job, ``stockml.train.train`` as ``stockml train
+  --universe`` runs it after loading the store (walk-forward: 3 folds of fit, early stopping
+  on the validation rank IC, calibration and refit; the final fit on all history; ONNX export
+  with parity; the gate; the bundle folder), timed on ``--device`` (``job_seconds``, goal
+  <= 5 min on one H200), with each model's fit seconds and the cross-sectional figures;
+- ``gpu_speedup`` (goal >= 5) = the same job on the host's CPU / on the GPU. Only the LSTM's
+  training runs on the GPU (the trees train on the CPU either way: xgboost ``device="cuda"``
+  where the installed wheel has CUDA, and the GPU machine's is the CPU wheel; LightGBM's
+  wheel has no CUDA), so the CPU job is the GPU job with the LSTM's training seconds scaled
+  by ``lstm_gpu_speedup`` (measured above on the same windows, network and batch):
+  ``cpu_job_seconds_estimated``. ``--cpu-job-symbols N`` also runs the whole job on both
+  devices for the first N symbols and reports that measured ratio (``gpu_speedup_measured``).
+  On a host without CUDA the job runs on the CPU and the GPU fields are null.
 
 ``*_process_seconds`` are the process's CPU time: on a shared CPU-only machine the wall clock
 includes waiting for a core, so compare those there.
 
     python benchmarks/train.py --universe FILE --symbols 40            # CPU, here
     python benchmarks/train.py --universe FILE --device cuda --cpu-epochs 1
+    python benchmarks/train.py --universe FILE --symbols 30 --job-only  # CI: the job, small
 
-It needs torch, numpy, pandas, pyarrow, scipy, onnx and the feature library's pydantic,
-pydantic-settings and pyyaml; not xgboost, lightgbm, mlflow, ta or exchange-calendars.
+The LSTM part needs torch, numpy, pandas, pyarrow, scipy, onnx and the feature library's
+pydantic, pydantic-settings and pyyaml; the job also xgboost, lightgbm, onnxmltools,
+skl2onnx, onnxruntime and exchange-calendars (the bundle's session table); not mlflow or ta.
 
 The last line printed is one JSON object.
 """
@@ -102,9 +119,21 @@ def main() -> None:
     parser.add_argument(
         "--cpu-windows", type=int, default=50_000, help="universe: windows of the CPU fit"
     )
+    parser.add_argument("--job-only", action="store_true", help="universe: the job alone")
+    parser.add_argument("--no-job", action="store_true", help="universe: the LSTM loop alone")
+    parser.add_argument(
+        "--cpu-job-symbols",
+        type=int,
+        default=0,
+        help="universe: the job on both devices, N symbols",
+    )
+    parser.add_argument("--out", default=None, help="universe: also write the JSON here")
+    parser.add_argument(
+        "--models", default=None, help="universe job: comma-separated models (default: config)"
+    )
     args = parser.parse_args()
     if args.universe:
-        universe_lstm(args)
+        universe_main(args)
         return
 
     import onnxruntime as ort
@@ -338,20 +367,13 @@ def bare_fit(
     return time.perf_counter() - started, upload
 
 
-def universe_lstm(args: argparse.Namespace) -> None:
-    """The universe mode: LSTM fit throughput, project vs bare loop (see the docstring)."""
-    import resource
-
+def universe_lstm(args: argparse.Namespace, device: str) -> dict[str, Any]:
+    """The LSTM fit throughput, project vs bare loop (see the docstring)."""
     import torch
 
     from stockml.model_config import ModelConfig
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: torch sees no CUDA device")
-    device = (
-        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    )
-    config = ModelConfig.from_yaml()
+    config = ModelConfig.from_yaml().for_universe()
     epochs = args.epochs or 3
     batch = args.batch_size or config.lstm.batch_size
     fit, val, info = universe_samples(args.universe, args.symbols, config.window)
@@ -377,8 +399,6 @@ def universe_lstm(args: argparse.Namespace) -> None:
     bare_cpu = time.process_time() - cpu_clock
     samples = epochs * len(fit)
     result: dict[str, Any] = {
-        "mode": "universe_lstm",
-        "device": device,
         "cuda_device": torch.cuda.get_device_name(0) if device.startswith("cuda") else None,
         "torch": torch.__version__,
         **info,
@@ -407,7 +427,9 @@ def universe_lstm(args: argparse.Namespace) -> None:
     print(f"gpu_loop_ratio (project / bare) {result['gpu_loop_ratio']:.3f}")
     if args.cpu_epochs and device.startswith("cuda"):
         part = fit.take(np.arange(len(fit)) < args.cpu_windows)
-        cpu_s, _ = project_fit(config, "cpu", args.cpu_epochs, batch, part, val)
+        # the same share of validation windows as the GPU fit had: a like-for-like ratio
+        val_part = val.take(np.arange(len(val)) < len(val) * len(part) / len(fit))
+        cpu_s, _ = project_fit(config, "cpu", args.cpu_epochs, batch, part, val_part)
         result["cpu_threads"] = torch.get_num_threads()
         result["cpu_fit_windows"] = len(part)
         result["cpu_fit_seconds"] = cpu_s
@@ -417,8 +439,168 @@ def universe_lstm(args: argparse.Namespace) -> None:
             f"same fit on the host CPU ({torch.get_num_threads()} threads): "
             f"{result['cpu_samples_per_s']:.0f} samples/s; GPU speed-up {result['lstm_gpu_speedup']:.1f}x"
         )
+    return result
+
+
+def universe_dataset(path: str, symbols: int | None) -> tuple[Any, dict[str, Any]]:
+    """The training job's Dataset of a universe file: features of every symbol (the
+    cross-sections over all of them), then the first ``symbols`` symbols kept."""
+    from stockml.features import FeatureConfig, build_features, feature_columns, target_columns
+    from stockml.train import Dataset
+
+    table = pd.read_parquet(path) if not path.endswith(".csv") else pd.read_csv(path)
+    table = table.rename(columns=str.lower).rename(columns={"adj close": "adj_close"})
+    config = FeatureConfig.from_yaml()
+    counts = table.groupby("symbol").size()
+    ready = sorted(counts[counts > config.warmup_rows()].index)
+    bars = table[table["symbol"].isin(ready)].assign(source="file")
+    started = time.perf_counter()
+    frame = build_features(bars, None, None, config)
+    seconds = time.perf_counter() - started
+    keep = ready[:symbols]
+    frame = frame[frame["symbol"].isin(keep)].reset_index(drop=True)
+    data = Dataset(
+        frame=frame,
+        feature_names=feature_columns(config),
+        target_names=target_columns(config),
+        feature_config=config.model_dump(mode="json"),
+    )
+    return data, {"job_symbols": len(keep), "job_rows": len(frame), "features_seconds": seconds}
+
+
+def run_job(data: Any, device: str, models: list[str] | None = None) -> dict[str, Any]:
+    """``stockml.train.train`` in universe mode on ``device``: seconds and what it did."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from stockml.model_config import ModelConfig
+    from stockml.train import train
+
+    overrides: dict[str, Any] = {"device": device}
+    if models:
+        overrides["models"] = models
+    config = ModelConfig.from_yaml(**overrides).for_universe()
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        result = train(data, config, Path(tmp))
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+    fits = [f["fit_seconds"] for f in result.walk_forward.folds] + [result.fitted.fit_seconds]
+    per_model = {m: sum(f.get(m, 0.0) for f in fits) for m in fits[0]}
+    report = result.walk_forward.report()
+    universe = report["universe"]
+    ranked = {
+        name: {k: block[k] for k in ("rank_ic", "rank_ic_t", "long_short_sharpe_net", "turnover")}
+        for name, block in {**universe["models"], **universe["factors"]}.items()
+    }
+    return {
+        "seconds": seconds,
+        "fit_seconds": per_model,
+        "lstm_steps": [f["iterations"].get("lstm") for f in result.walk_forward.folds]
+        + [result.fitted.iterations.get("lstm")],
+        "tree_iterations": {
+            m: [f["iterations"].get(m) for f in result.walk_forward.folds]
+            + [result.fitted.iterations.get(m)]
+            for m in ("xgboost", "lightgbm")
+        },
+        "gate": result.gate.summary,
+        "ranking": ranked,
+        "best_factor": universe["best_factor"],
+        "n_test_dates": universe["n_dates"],
+        "parity_max_abs": max(p["max_abs"] for p in result.parity.values()),
+    }
+
+
+def universe_main(args: argparse.Namespace) -> None:
+    """The universe mode: the LSTM loop (project vs bare), then the whole job (docstring)."""
+    import logging
+    import resource
+
+    import torch
+
+    # one line per fold and per model fit: where the job's time goes
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no CUDA device")
+    device = (
+        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    )
+    cuda = device.startswith("cuda")
+    result: dict[str, Any] = {"mode": "universe", "device": device}
+    if not args.job_only:
+        result.update(universe_lstm(args, device))
+        if args.out:  # kept should the job not finish in the time it is given
+            from pathlib import Path
+
+            Path(args.out).write_text(json.dumps({**result, "job": "not finished"}) + "\n")
+    if not args.no_job:
+        import xgboost
+
+        from stockml.models.trees import xgboost_has_cuda
+
+        data, info = universe_dataset(args.universe, args.symbols)
+        result.update(info)
+        result["xgboost"] = xgboost.__version__
+        result["xgboost_cuda"] = xgboost_has_cuda()
+        result["cpu_threads"] = torch.get_num_threads()
+        print(
+            f"job: {info['job_symbols']} symbols, {info['job_rows']} feature rows on {device} "
+            f"(xgboost {xgboost.__version__}, CUDA build: {result['xgboost_cuda']})",
+            flush=True,
+        )
+        models = args.models.split(",") if args.models else None
+        job = run_job(data, device, models)
+        result["job_seconds"] = job["seconds"]
+        result["job"] = job
+        print(
+            f"job on {device}: {job['seconds']:.1f} s; fit seconds "
+            + ", ".join(f"{m} {s:.1f}" for m, s in job["fit_seconds"].items())
+            + f"; gate: {job['gate']}",
+            flush=True,
+        )
+        if cuda:
+            lstm_s = job["fit_seconds"].get("lstm", 0.0)
+            speedup = result.get("lstm_gpu_speedup")
+            if speedup:
+                estimate = job["seconds"] - lstm_s + lstm_s * speedup
+                result["cpu_job_seconds_estimated"] = estimate
+                result["gpu_speedup"] = estimate / job["seconds"]
+                result["gpu_speedup_method"] = (
+                    "cpu job = gpu job with the LSTM's training seconds x lstm_gpu_speedup "
+                    "(the trees, features, scoring and export run on the same CPU in both)"
+                )
+                print(
+                    f"cpu job (estimated) {estimate:.1f} s: gpu_speedup {result['gpu_speedup']:.2f}",
+                    flush=True,
+                )
+            if args.cpu_job_symbols:
+                small, _ = universe_dataset(args.universe, args.cpu_job_symbols)
+                on_gpu = run_job(small, device, models)
+                on_cpu = run_job(small, "cpu", models)
+                result["measured_job_symbols"] = args.cpu_job_symbols
+                result["measured_gpu_job_seconds"] = on_gpu["seconds"]
+                result["measured_cpu_job_seconds"] = on_cpu["seconds"]
+                result["measured_cpu_fit_seconds"] = on_cpu["fit_seconds"]
+                result["measured_gpu_fit_seconds"] = on_gpu["fit_seconds"]
+                result["gpu_speedup_measured"] = on_cpu["seconds"] / on_gpu["seconds"]
+                print(
+                    f"job on {args.cpu_job_symbols} symbols: gpu {on_gpu['seconds']:.1f} s, cpu "
+                    f"{on_cpu['seconds']:.1f} s: measured speed-up {result['gpu_speedup_measured']:.2f}",
+                    flush=True,
+                )
+        else:
+            result["gpu_speedup"] = None
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps(result))
+    text = json.dumps(result)
+    if args.out:
+        from pathlib import Path
+
+        Path(args.out).write_text(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ if not ranking.rows:
 st.caption(
     f"Model {ranking.model_version or 'n/a'} · as of "
     f"{ranking.as_of.isoformat() if ranking.as_of else 'n/a'} · horizon "
-    f"{ranking.horizon or int(horizon)} session(s) · score: forecast return"
+    f"{ranking.horizon or int(horizon)} session(s) · ordered by the model's score; forecast "
+    "return and its interval over the horizon"
 )
 best, worst = ranking.ends(int(top))
 
@@ -51,8 +52,9 @@ def rows(items: list[RankedSymbol]) -> list[dict[str, str]]:
         {
             "rank": fmt(r.rank, "d") if r.rank is not None else "n/a",
             "symbol": r.symbol,
-            "score": fmt(r.score, ".2%"),
+            "forecast return": fmt(r.expected_return, ".2%"),
             "interval": f"{fmt(r.lower, '.2%')} .. {fmt(r.upper, '.2%')}",
+            "score": fmt(r.score, ".4f"),
         }
         for r in items
     ]
@@ -78,7 +80,20 @@ with right:
         )
 
 st.subheader("How the ranking did (walk-forward)")
-st.metric("mean daily rank IC", fmt(ranking.rank_ic, ".3f"))
+ic, t, factor, sharpe = st.columns(4)
+ic.metric("mean daily rank IC", fmt(ranking.rank_ic, ".3f"))
+t.metric("its t-statistic", fmt(ranking.rank_ic_t, ".2f"))
+factor.metric(
+    f"best single factor ({ranking.best_factor or 'n/a'})",
+    fmt(ranking.best_factor_rank_ic, ".3f"),
+)
+sharpe.metric("long-short Sharpe, net", fmt(ranking.long_short_sharpe_net, ".2f"))
+st.caption(
+    "Rank IC: per session, the rank correlation of the scores with the next session's "
+    "returns, averaged over the walk-forward test sessions (t: Newey-West). The best single "
+    "factor is the classic one-line signal (short-term reversal, momentum, low volatility) "
+    "that did best on the same rows: a model should beat it."
+)
 if ranking.long_short is None:
     st.info("n/a: the API sent no long-short equity curve.")
 else:

@@ -311,20 +311,24 @@ def ratio_figure(table: MetricsTable) -> go.Figure:
 
 
 def ranking_figure(rows: Sequence[RankedSymbol], title: str) -> go.Figure:
-    """Each symbol's score (forecast return) with its interval, best at the top."""
-    shown = [r for r in rows if r.score is not None]
-    scores = [r.score for r in shown]
+    """Each symbol's forecast return with its interval, best at the top."""
+    shown = [r for r in rows if r.expected_return is not None]
+    values = [r.expected_return for r in shown]
     fig = go.Figure(
         go.Bar(
-            x=scores,
+            x=values,
             y=[r.symbol for r in shown],
             orientation="h",
-            marker_color=[PALETTE[2] if (s or 0) >= 0 else PALETTE[1] for s in scores],
+            marker_color=[PALETTE[2] if (v or 0) >= 0 else PALETTE[1] for v in values],
             error_x={
                 "type": "data",
                 "symmetric": False,
-                "array": [(r.upper - r.score) if r.upper is not None else 0 for r in shown],  # type: ignore[operator]
-                "arrayminus": [(r.score - r.lower) if r.lower is not None else 0 for r in shown],  # type: ignore[operator]
+                "array": [
+                    (r.upper - r.expected_return) if r.upper is not None else 0 for r in shown
+                ],  # type: ignore[operator]
+                "arrayminus": [
+                    (r.expected_return - r.lower) if r.lower is not None else 0 for r in shown
+                ],  # type: ignore[operator]
             },
             meta={"role": "ranking"},
         )

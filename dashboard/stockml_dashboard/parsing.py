@@ -13,13 +13,17 @@ Expected shapes beyond what every bundle has today:
 - ``GET /rankings?horizon=&top=`` (a universe bundle)::
 
       {"model_version": "v...", "horizon": 5, "as_of": "2024-05-31",
-       "rankings": [{"symbol": "AAPL", "rank": 1, "score": 0.012,
-                     "lower": -0.02, "upper": 0.04, "as_of": "2024-05-31"}, ...],
-       "rank_ic": 0.031,                                   # optional, walk-forward
+       "rankings": [{"symbol": "AAPL", "rank": 1, "score": 0.21,
+                     "expected_return": 0.012, "lower": -0.02, "upper": 0.04}, ...],
+       "rank_ic": 0.031, "rank_ic_t": 2.4,                 # optional, walk-forward
+       "best_factor": "reversal_1", "best_factor_rank_ic": 0.017,
+       "long_short_sharpe_net": 0.8,
        "long_short": {"dates": [...], "equity": [...]}}    # optional, walk-forward
 
-  ``score`` is the forecast return over ``horizon`` sessions, ``lower``/``upper`` its
-  interval; a 404 means the serving bundle has no ranking.
+  ``score`` orders the universe (the model's ranking score); ``expected_return`` is the
+  forecast return over ``horizon`` sessions derived from it and ``lower``/``upper`` its
+  interval (without ``expected_return``, ``score`` is taken as the forecast return); a 404
+  means the serving bundle has no ranking.
 - ``GET /metrics/{symbol}``'s ``live`` (the monitor's last run, or null): ``run_date``,
   ``window`` ``{"sessions", "start", "end"}``, ``models`` ``{model: {horizon: {figure:
   value}}}`` (the baselines too) and ``series`` ``{model: {horizon: {"dates", figure: [...]}}}``.
@@ -415,6 +419,7 @@ class RankedSymbol:
     lower: float | None
     upper: float | None
     as_of: date | None
+    expected_return: float | None = None  # the forecast return (``score`` when absent)
 
 
 @dataclass(frozen=True)
@@ -425,6 +430,10 @@ class Ranking:
     rows: list[RankedSymbol]  # by rank, best first
     rank_ic: float | None
     long_short: Curve | None
+    rank_ic_t: float | None = None
+    best_factor: str | None = None
+    best_factor_rank_ic: float | None = None
+    long_short_sharpe_net: float | None = None
 
     def ends(self, top: int) -> tuple[list[RankedSymbol], list[RankedSymbol]]:
         """The ``top`` best and the ``top`` worst rows (the worst list never repeats the best)."""
@@ -442,14 +451,17 @@ def parse_rankings(payload: Any) -> Ranking:
         nested = item.get("interval")
         interval = nested if isinstance(nested, dict) else item
         rank = number(item.get("rank"))
+        score = number(item.get("score"))
+        expected = number(item.get("expected_return")) if "expected_return" in item else score
         rows.append(
             RankedSymbol(
                 symbol=str(item["symbol"]),
                 rank=None if rank is None else int(rank),
-                score=number(item.get("score")),
+                score=score,
                 lower=number(interval.get("lower")),
                 upper=number(interval.get("upper")),
                 as_of=day(item.get("as_of", body.get("as_of"))),
+                expected_return=expected,
             )
         )
     # by rank when every row has one, else by score, best first
@@ -465,6 +477,10 @@ def parse_rankings(payload: Any) -> Ranking:
         rows=rows,
         rank_ic=number(body.get("rank_ic")),
         long_short=_curve(body.get("long_short"), ("equity",)),
+        rank_ic_t=number(body.get("rank_ic_t")),
+        best_factor=body.get("best_factor") if isinstance(body.get("best_factor"), str) else None,
+        best_factor_rank_ic=number(body.get("best_factor_rank_ic")),
+        long_short_sharpe_net=number(body.get("long_short_sharpe_net")),
     )
 
 

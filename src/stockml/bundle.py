@@ -137,6 +137,18 @@ def interval_scale(band: dict[str, Any], raw: np.ndarray) -> np.ndarray:
     return np.maximum(scale, float(band.get("min_scale", 0.0)))
 
 
+def score_to_return(
+    score: np.ndarray, drift: np.ndarray | list[float], score_map: dict[str, Any]
+) -> np.ndarray:
+    """A universe model's forecast log returns ``[n, H]`` from its ranking scores ``[n, H]``:
+    ``drift + beta * (score - center)`` per horizon (``score_map``: ``{"center": [H],
+    "beta": [H]}``, fitted on the validation slice with ``beta >= 0``; see ``stockml.train``)."""
+    s = np.asarray(score, np.float64)
+    center = np.asarray(score_map["center"], np.float64)
+    beta = np.asarray(score_map["beta"], np.float64)
+    return np.asarray(drift, np.float64) + beta * (s - center)
+
+
 def interval_offsets(
     band: dict[str, Any], features: FeatureWindow
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -344,16 +356,21 @@ class FeatureSpec:
             if missing:
                 raise FeatureError(f"features are missing columns {missing}")
             x = features[self.feature_names].to_numpy(dtype=np.float64)
+        return self.scale(x)
+
+    def scale(self, x: np.ndarray) -> np.ndarray:
+        """Raw feature values ``[..., n_features]`` (``feature_names`` order) scaled, float32.
+
+        Raises:
+            FeatureError: a value is NaN or inf.
+        """
         if not np.isfinite(x).all():
-            bad = [
-                c
-                for c, ok in zip(self.feature_names, np.isfinite(x).all(axis=0), strict=True)
-                if not ok
-            ]
+            finite = np.isfinite(x).reshape(-1, x.shape[-1]).all(axis=0)
+            bad = [c for c, ok in zip(self.feature_names, finite, strict=True) if not ok]
             raise FeatureError(f"features hold NaN or inf in {bad}")
         scaled = (x - np.asarray(self.mean)) / np.asarray(self.std)
         if self.inactive:
-            scaled[:, np.isin(self.feature_names, self.inactive)] = 0.0
+            scaled[..., np.isin(self.feature_names, self.inactive)] = 0.0
         # float32 here, once: tree thresholds and ONNX both see the same rounded values
         return scaled.astype(np.float32)
 

@@ -613,11 +613,51 @@ def _date_option(value: str | None, option: str) -> date | None:
         raise ValidationError(f"{option} {shown!r} is not a date (YYYY-MM-DD)") from None
 
 
+_UNIVERSE_HELP = (
+    "A named universe (configs/config.yaml universes:): one global ranking model over its "
+    "symbols, in model_config.yaml's universe mode (universe:)."
+)
+
+
+def _training_symbols(
+    settings: Settings, symbols: str | None, universe: str | None
+) -> tuple[list[str] | None, list[str] | None]:
+    """(symbols to train on, the cross-sectional peers): ``--symbols`` or ``--universe``."""
+    wanted = _wanted(settings, symbols, universe)
+    if not universe or wanted is None:
+        return wanted, None
+    from stockml.features import FeatureConfig
+
+    market = set(FeatureConfig.from_yaml().market.symbols)
+    stocks = [s for s in wanted if s not in market]
+    return stocks, stocks
+
+
+def _model_config(universe: str | None, models: str | None) -> Any:
+    """model_config.yaml (its universe mode with ``--universe``), ``--models`` if given; None
+    when neither changes it."""
+    from stockml.model_config import ModelConfig
+
+    if not universe and not models:
+        return None
+    config = ModelConfig.from_yaml(**({"models": _names(models)} if models else {}))
+    return config.for_universe() if universe else config
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+_MODELS_HELP = "Comma-separated models to train (default: model_config.yaml's models)."
+
+
 @app.command("train")
 def train_command(
     symbols: str = typer.Option(
         None, help="Comma-separated tickers in the store (default: ingest.symbols less market)."
     ),
+    universe: str = typer.Option(None, help=_UNIVERSE_HELP),
+    models: str = typer.Option(None, help=_MODELS_HELP),
     mlflow: bool = typer.Option(
         True, help="Log to MLflow (mlflow.tracking_uri, $MLFLOW_TRACKING_URI, else a local server)."
     ),
@@ -628,12 +668,21 @@ def train_command(
     from stockml.tracking import tracking_server
 
     settings = _settings()
+    wanted, peers = _training_symbols(settings, symbols, universe)
+    config = _model_config(universe, models)
     if mlflow:
         with tracking_server(settings.mlflow.tracking_uri) as uri, _progress() as bars:
-            summary = run_training(settings, _symbol_list(symbols), tracking_uri=uri, progress=bars)
+            summary = run_training(
+                settings,
+                wanted,
+                config=config,
+                tracking_uri=uri,
+                progress=bars,
+                universe=peers,
+            )
     else:
         with _progress() as bars:
-            summary = run_training(settings, _symbol_list(symbols), progress=bars)
+            summary = run_training(settings, wanted, config=config, progress=bars, universe=peers)
     if as_json:
         _print_json(summary)
         return
@@ -642,8 +691,13 @@ def train_command(
     )
     table.add_column("key")
     table.add_column("value")
-    for key in ("symbols", "mlflow", "ensemble_weights", "parity_max_abs"):
-        table.add_row(key, json.dumps(summary[key], default=str))
+    shown = summary["symbols"]
+    if len(shown) > 12:  # a universe: the count and a few
+        shown = f"{len(shown)} symbols: {', '.join(shown[:8])}, ..."
+    table.add_row("symbols", json.dumps(shown, default=str))
+    for key in ("mlflow", "ensemble_weights", "parity_max_abs", "ranking"):
+        if key in summary:
+            table.add_row(key, json.dumps(summary[key], default=str))
     for key, value in summary.items():
         if key.startswith("walk_forward_"):
             table.add_row(key, json.dumps(value, default=str))
@@ -656,6 +710,8 @@ def evaluate_command(
     symbols: str = typer.Option(
         None, help="Comma-separated tickers in the store (default: ingest.symbols less market)."
     ),
+    universe: str = typer.Option(None, help=_UNIVERSE_HELP),
+    models: str = typer.Option(None, help=_MODELS_HELP),
     as_json: bool = typer.Option(
         False, "--json", help="Print the evaluation JSON instead of the table."
     ),
@@ -682,10 +738,18 @@ def evaluate_command(
         _fail("--bundle needs --from DATE (the first session after the bundle's training end)")
     try:
         if bundle is not None:
-            report = run_forward_test(settings, bundle, start, end, _symbol_list(symbols))
+            wanted, _peers = _training_symbols(settings, symbols, universe)
+            report = run_forward_test(settings, bundle, start, end, wanted)
         else:
+            wanted, peers = _training_symbols(settings, symbols, universe)
             with _progress() as bars:
-                report = run_evaluation(settings, _symbol_list(symbols), progress=bars)
+                report = run_evaluation(
+                    settings,
+                    wanted,
+                    config=_model_config(universe, models),
+                    progress=bars,
+                    universe=peers,
+                )
     except (ValidationError, BundleError) as exc:
         _fail(str(exc))
     text = json.dumps(report, indent=2)
@@ -701,8 +765,12 @@ def evaluate_command(
             f"{report['from']}..{report['to']}, horizon 1 of {report['horizon']}"
         )
     else:
-        title = f"walk-forward, horizon 1 of {report['horizon']}, {', '.join(report['symbols'])}"
+        names = report["symbols"]
+        listed = ", ".join(names) if len(names) <= 12 else f"{len(names)} symbols"
+        title = f"walk-forward, horizon 1 of {report['horizon']}, {listed}"
     console.print(_metrics_table(title, report))
+    if "universe" in report:
+        console.print(_ranking_table(report["universe"]))
     if "gate" in report:
         console.print(_gate_table(report["gate"]))
 
@@ -760,6 +828,40 @@ def _metrics_table(title: str, report: dict) -> Table:  # type: ignore[type-arg]
             _fmt(bt["strategy"]["annual_return"], ".1%"),
             _fmt(bt["buy_and_hold"]["annual_return"], ".1%"),
         )
+    return table
+
+
+def _ranking_table(universe: dict) -> Table:  # type: ignore[type-arg]
+    """The cross-sectional figures of every model and single factor (horizon 1)."""
+    lag = universe["execution_lag"]
+    table = Table(
+        title=f"ranking over {universe['n_symbols']} symbols, {universe['n_dates']} test sessions",
+        caption=f"rank IC: mean daily Spearman of score and next-session return (t: "
+        f"Newey-West); L/S: top/bottom {universe['quantile']:.0%}, Sharpe net of "
+        f"{universe['cost_bps']:g} bps per side at lag 0 and {lag}; top-k: the "
+        f"{universe['top_k']} best vs the equal-weight universe (excess annual return, lag {lag}); "
+        "turnover: one side, per session",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        collapse_padding=True,
+        pad_edge=False,
+    )
+    for column in ("score", "rank IC", "t", "ICIR", "L/S lag 0", f"L/S lag {lag}", "top-k", "turn"):
+        table.add_column(column, justify="right", no_wrap=True)
+    groups = [("", universe["models"]), ("factor ", universe["factors"])]
+    for prefix, blocks in groups:
+        for name, b in blocks.items():
+            ls = b["long_short"]
+            table.add_row(
+                prefix + name,
+                _fmt(b["rank_ic"], ".4f"),
+                _fmt(b["rank_ic_t"], ".2f"),
+                _fmt(b["icir"], ".3f"),
+                _fmt(ls.get("lag_0", {}).get("sharpe_net"), ".2f"),
+                _fmt(ls.get(f"lag_{lag}", {}).get("sharpe_net"), ".2f"),
+                _fmt(b["top_k"].get(f"lag_{lag}", {}).get("excess_annual_return"), ".1%"),
+                _fmt(b["turnover"], ".2f"),
+            )
     return table
 
 

@@ -473,6 +473,8 @@ class Forecasts:
         symbols, dates: ``[n]`` which row is which.
         predictions: ``{model: [n, H]}`` log-return forecasts (baselines included).
         lower, upper: ``{model: [n, H]}`` interval bounds (models without a band absent).
+        scores: ``{model: [n, H]}`` ranking scores of a universe model (its forecast return
+            is derived from them: ``stockml.train``); empty for a forecaster of returns.
     """
 
     symbols: np.ndarray
@@ -480,6 +482,7 @@ class Forecasts:
     predictions: dict[str, np.ndarray]
     lower: dict[str, np.ndarray] = field(default_factory=dict)
     upper: dict[str, np.ndarray] = field(default_factory=dict)
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.dates)
@@ -491,6 +494,7 @@ class Forecasts:
             {k: v[mask] for k, v in self.predictions.items()},
             {k: v[mask] for k, v in self.lower.items()},
             {k: v[mask] for k, v in self.upper.items()},
+            {k: v[mask] for k, v in self.scores.items()},
         )
 
     @staticmethod
@@ -502,6 +506,7 @@ class Forecasts:
             {k: np.concatenate([p.predictions[k] for p in parts]) for k in first.predictions},
             {k: np.concatenate([p.lower[k] for p in parts]) for k in first.lower},
             {k: np.concatenate([p.upper[k] for p in parts]) for k in first.upper},
+            {k: np.concatenate([p.scores[k] for p in parts]) for k in first.scores},
         )
 
     def join(
@@ -537,23 +542,29 @@ def score_forecasts(
     y: np.ndarray,
     cost_bps: float,
     execution_lag: int = 1,
+    per_symbol: bool = True,
 ) -> dict[str, Any]:
     """``{model: {"pooled": metrics, "per_symbol": {symbol: metrics}}}`` for every model.
 
     Pooled metrics are over all rows (tests average per date first); per-symbol metrics over
-    each symbol's rows. Every model is compared with the baselines in ``forecasts``
-    (``naive``/``drift``) on the same rows.
+    each symbol's rows (``per_symbol=False``: none, e.g. for a universe of hundreds of
+    symbols, where they would cost minutes and the cross-sectional figures are the test).
+    Every model is compared with the baselines in ``forecasts`` (``naive``/``drift``) on the
+    same rows.
     """
     symbols = np.asarray(forecasts.symbols)
     out: dict[str, Any] = {}
+    names = sorted(set(symbols.tolist())) if per_symbol else []
     for name in forecasts.predictions:
-        per_symbol = {}
-        for symbol in sorted(set(symbols.tolist())):
+        per_symbol_metrics = {}
+        for symbol in names:
             rows = symbols == symbol
-            per_symbol[symbol] = score(forecasts.take(rows), name, y[rows], cost_bps, execution_lag)
+            per_symbol_metrics[symbol] = score(
+                forecasts.take(rows), name, y[rows], cost_bps, execution_lag
+            )
         out[name] = {
             "pooled": score(forecasts, name, y, cost_bps, execution_lag),
-            "per_symbol": per_symbol,
+            "per_symbol": per_symbol_metrics,
         }
     return out
 

@@ -12,7 +12,13 @@ The gated model (the ensemble by default) must, on the walk-forward test rows:
 - cover outcomes with its nominal band at a rate within ``coverage_range``;
 - match its ONNX twin within ``parity_tolerance`` (every exported model);
 - when a champion exists: not be significantly worse than it on the rows where both have
-  out-of-sample forecasts (one-sided DM, ``champion_max_pvalue``).
+  out-of-sample forecasts (one-sided DM, ``champion_max_pvalue``);
+- for a universe bundle (a ranking; ``stockml.ranking``): a mean daily rank IC with a
+  Newey-West t of at least ``min_rank_ic_t``, a top/bottom long-short portfolio whose Sharpe
+  net of costs (at the configured execution lag) is above ``min_long_short_sharpe``, and a
+  daily rank IC above the best classic single factor's on the same rows, the paired
+  difference's t at least ``min_rank_ic_t_vs_best_factor``: a model that cannot beat a
+  one-line factor is not a model.
 
 Each check is reported with its value, threshold and verdict (CLI, MLflow tags, the bundle's
 metrics and ``stockml evaluate --json``). A refused model stays a challenger.
@@ -194,6 +200,9 @@ def assess(
             "max |ONNX - native| over every exported model, batch and single row <= threshold",
         )
     )
+    universe = report.get("universe")
+    if universe is not None:
+        checks += _universe_checks(universe, model, config)
     if champion is not None:
         for h in config.horizons:
             c = champion.get(str(h), {})
@@ -222,6 +231,51 @@ def assess(
                 )
             )
     return GateResult(model, checks)
+
+
+def _universe_checks(universe: dict[str, Any], model: str, config: PromotionConfig) -> list[Check]:
+    """The checks of a ranking: rank IC t, net long-short Sharpe, and the best single factor."""
+    block = universe["models"].get(model)
+    if block is None:
+        return [Check("rank_ic", None, model, False, f"{model} must have ranking scores")]
+    checks = []
+    for h in config.horizons:
+        t = block["by_horizon"].get(str(h), {}).get("rank_ic_t")
+        checks.append(
+            Check(
+                f"rank_ic_t_h{h}",
+                t,
+                config.min_rank_ic_t,
+                _ok(t) and t >= config.min_rank_ic_t,
+                "Newey-West t of the mean daily rank IC >= threshold",
+            )
+        )
+    lag = universe["execution_lag"]
+    sharpe = block["long_short"].get(f"lag_{lag}", {}).get("sharpe_net")
+    checks.append(
+        Check(
+            "long_short_sharpe_net",
+            sharpe,
+            config.min_long_short_sharpe,
+            _ok(sharpe) and sharpe > config.min_long_short_sharpe,
+            f"top/bottom {universe['quantile']:.0%} long-short Sharpe net of "
+            f"{universe['cost_bps']:g} bps per side, lag {lag} > threshold",
+        )
+    )
+    best = universe.get("best_factor")
+    for h in config.horizons:
+        versus = universe.get("vs_best_factor", {}).get(model, {}).get(str(h), {})
+        t = versus.get("t")
+        checks.append(
+            Check(
+                f"rank_ic_t_vs_best_factor_h{h}",
+                t,
+                config.min_rank_ic_t_vs_best_factor,
+                _ok(t) and t >= config.min_rank_ic_t_vs_best_factor,
+                f"t of the daily rank IC minus the best single factor's ({best}) >= threshold",
+            )
+        )
+    return checks
 
 
 def compare_with_champion(

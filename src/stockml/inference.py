@@ -18,6 +18,12 @@ lightgbm, scikit-learn, mlflow): the Lambda installs only the ``serving`` extra.
   in the background), and the monitor's published figures are read through
   :class:`~stockml.monitoring.results.MonitoringReader`.
 
+A *global* bundle (trained over a universe: ``manifest.extra["universe"]``) serves any symbol
+with stored features (its manifest's symbol list is information, not a filter); its models
+output ranking scores, turned into forecast returns by ``bundle.score_to_return``, and it
+ranks the whole universe in one batched run (:meth:`Predictor.rank`, ``GET /rankings``) from
+the universe's latest-rows object (:class:`~stockml.window.UniverseWindow`).
+
 The store is read through :class:`stockml.s3.S3Reader` and nothing here imports pandas or
 botocore: a Lambda cold start pays for every import (``benchmarks/serve.py``).
 """
@@ -41,14 +47,17 @@ from stockml.bundle import (
     Bundle,
     champion_key,
     interval_offsets,
+    interval_scale,
     read_bundle_dir,
     read_bundle_files,
     read_champion_version,
+    score_to_return,
 )
 from stockml.errors import (
     BundleError,
     FeatureError,
     ModelError,
+    StockmlError,
     StoreError,
     UnknownSymbolError,
     ValidationError,
@@ -57,7 +66,13 @@ from stockml.monitoring.results import MonitoringReader
 from stockml.predlog import PredictionLog
 from stockml.s3 import S3Writer, encode_symbol
 from stockml.sessions import SessionTable
-from stockml.window import FeatureWindow, latest_keys, windows_prefix
+from stockml.window import (
+    FeatureWindow,
+    UniverseWindow,
+    latest_keys,
+    universe_key,
+    windows_prefix,
+)
 
 if TYPE_CHECKING:
     from stockml.settings import Settings
@@ -182,6 +197,35 @@ class Forecast:
         )
 
 
+class NoRankingError(StockmlError):
+    """The serving bundle is not a universe bundle: it has no ranking."""
+
+
+@dataclass(frozen=True)
+class RankingTable:
+    """A universe scored by the ranking model, every horizon (rows: ``symbols``).
+
+    ``scores`` order the symbols; ``returns`` are the forecast log returns derived from them,
+    ``lower``/``upper`` their conformal bounds at ``level`` (None without a band).
+    """
+
+    model: str
+    model_version: str
+    as_of: date
+    symbols: tuple[str, ...]
+    scores: np.ndarray
+    returns: np.ndarray
+    lower: np.ndarray | None
+    upper: np.ndarray | None
+    level: float | None
+    last_close: np.ndarray
+    excluded: int
+
+    def order(self, horizon: int) -> np.ndarray:
+        """Row positions by score at ``horizon``, best first (ties: symbol order)."""
+        return np.argsort(-self.scores[:, horizon - 1], kind="stable")
+
+
 class Predictor:
     """ONNX Runtime inference over one verified bundle: one session per model, made once."""
 
@@ -219,6 +263,9 @@ class Predictor:
         needs_window = any(e.kind == "sequence" for e in self.manifest.models.values())
         # a tabular-only bundle needs just the latest row
         self.rows_needed = int(self.spec.window) if needs_window else 1
+        # a global bundle: {"target", "model", "drift": [H], "score_map": {model: ...}}
+        universe = self.manifest.extra.get("universe")
+        self.universe: dict[str, Any] | None = universe if isinstance(universe, dict) else None
         for name in self._sessions:
             self._test_run(name)
 
@@ -270,6 +317,18 @@ class Predictor:
     @property
     def version(self) -> str:
         return self.manifest.version
+
+    @property
+    def is_global(self) -> bool:
+        """A model over a universe: any symbol with features, and a ranking."""
+        return self.universe is not None
+
+    def to_returns(self, name: str, outputs: np.ndarray) -> np.ndarray:
+        """Forecast log returns from model ``name``'s outputs ``[..., H]`` (a global bundle's
+        are scores: ``bundle.score_to_return``; any other bundle's are returns already)."""
+        if self.universe is None:
+            return outputs
+        return score_to_return(outputs, self.universe["drift"], self.universe["score_map"][name])
 
     @property
     def model_names(self) -> list[str]:
@@ -331,8 +390,8 @@ class Predictor:
         last_close = features.last_close
         last_date = features.last_date
         forecasts = {}
-        for name, r in returns.items():
-            r = r[:days]
+        for name, out in returns.items():
+            r = self.to_returns(name, out)[:days]
             band = self.manifest.intervals.get(name)
             lower = upper = None
             level = None
@@ -349,6 +408,75 @@ class Predictor:
             last_close=last_close,
             dates=tuple(self.calendar.next_sessions(last_date, days)),
             models=forecasts,
+        )
+
+    def rank(self, universe: UniverseWindow) -> RankingTable:
+        """Every symbol of ``universe`` scored by the ranking model in ONE batched run.
+
+        Ranked: the symbols whose last row is the universe's newest date (``as_of``) and that
+        have the model's window of finite features; the others (a symbol that stopped
+        trading, a late listing) are counted in ``excluded``.
+
+        Raises:
+            NoRankingError: the bundle is not a global one.
+            FeatureError: the universe lacks a feature the bundle needs, or no symbol is left.
+            ModelError: the model run failed.
+        """
+        if self.universe is None:
+            raise NoRankingError(
+                f"bundle {self.version} is not a universe bundle: it has no ranking"
+            )
+        name = str(self.universe.get("model") or "ensemble")
+        entry = self.manifest.models[name]
+        index = {c: i for i, c in enumerate(universe.columns)}
+        missing = [c for c in self.spec.feature_names if c not in index]
+        if missing:
+            raise FeatureError(f"the universe window lacks the bundle's features {missing}")
+        rows = self.rows_needed
+        if universe.rows < rows:
+            raise FeatureError(
+                f"the universe window holds {universe.rows} rows per symbol; the model needs "
+                f"{rows} (raise ranking_rows in feature_config.yaml)"
+            )
+        last = universe.last_dates()
+        full = universe.lengths >= rows
+        if not full.any():
+            raise FeatureError(f"no symbol of the universe window has {rows} rows")
+        as_of = last[full].max()
+        x = universe.values[:, universe.rows - rows :, [index[c] for c in self.spec.feature_names]]
+        keep = full & (last == as_of) & np.isfinite(x).all(axis=(1, 2))
+        if not keep.any():
+            raise FeatureError("no symbol of the universe window can be ranked")
+        batch = self.spec.scale(x[keep])
+        batch = batch if entry.kind == "sequence" else batch[:, -1, :]
+        try:
+            out = self._sessions[name].run([entry.output_name], {entry.input_name: batch})[0]
+        except Exception as exc:  # ORT's untyped errors: a model failure, not a bad request
+            raise ModelError(f"model {name} failed on the universe: {exc}") from exc
+        scores = np.asarray(out, np.float64).reshape(len(batch), -1)[:, : self.horizon]
+        returns = self.to_returns(name, scores)
+        band = self.manifest.intervals.get(name)
+        lower = upper = None
+        level = None
+        if band:
+            names = list(band.get("scale_features") or [])
+            raw = universe.values[keep, -1][:, [index[c] for c in names]]
+            scale = interval_scale(band, raw)[:, None]
+            lower = returns + scale * np.asarray(band["lo"], np.float64)
+            upper = returns + scale * np.asarray(band["hi"], np.float64)
+            level = float(band.get("level", np.nan))
+        return RankingTable(
+            model=name,
+            model_version=self.version,
+            as_of=as_of.astype(date),
+            symbols=tuple(s for s, k in zip(universe.symbols, keep, strict=True) if k),
+            scores=scores,
+            returns=returns,
+            lower=lower,
+            upper=upper,
+            level=level,
+            last_close=universe.close[keep, -1],
+            excluded=int((~keep).sum()),
         )
 
     def metrics_for(self, symbol: str) -> tuple[str, dict[str, dict[str, float | None]]]:
@@ -397,6 +525,10 @@ class FeatureSource(Protocol):
 
     def cached_last_date(self, symbol: str, rows: int) -> date | None: ...
 
+    def universe(self) -> UniverseWindow: ...
+
+    def cached_universe(self) -> UniverseWindow | None: ...
+
     def ping(self) -> None: ...
 
 
@@ -431,6 +563,7 @@ class WindowFeatureSource:
         # symbol -> (read at, window, its last date)
         self._windows: dict[str, tuple[float, FeatureWindow, date]] = {}
         self._dates: tuple[float, dict[str, date]] | None = None
+        self._universe: tuple[float, UniverseWindow] | None = None
 
     def last_dates(self) -> dict[str, date]:
         """Last feature date per symbol (one LIST, cached)."""
@@ -499,6 +632,36 @@ class WindowFeatureSource:
             return None
         return entry
 
+    def universe(self) -> UniverseWindow:
+        """The universe's latest rows (one GET), kept ``ttl_s`` seconds.
+
+        Raises:
+            FeatureError: the object is missing (the feature pipeline writes it) or unreadable.
+        """
+        cached = self.cached_universe()
+        if cached is not None:
+            return cached
+        now = self._clock()
+        key = universe_key(self.features_prefix)
+        try:
+            data = self.reader.get_bytes(key)
+        except StoreError as exc:
+            raise FeatureError(
+                f"no universe window at {key} ({exc}): run the feature pipeline"
+            ) from exc
+        window = UniverseWindow.from_bytes(data)
+        with self._lock:
+            self._universe = (now, window)
+        return window
+
+    def cached_universe(self) -> UniverseWindow | None:
+        """The universe's latest rows if held and younger than ``ttl_s``; no I/O."""
+        with self._lock:
+            entry = self._universe
+        if entry is None or self._clock() - entry[0] >= self.ttl_s:
+            return None
+        return entry[1]
+
     def ping(self) -> None:
         """Raise StoreError when the store cannot be listed."""
         self.reader.list_keys(self.ping_key)
@@ -556,15 +719,18 @@ class PredictionService:
         self._ages: dict[tuple[date, date], int] = {}
         # (valid until, the last completed session): asked once a second, not per request
         self._latest: tuple[float, date] | None = None
+        # the ranking of the universe object last read: (that object, its ranking)
+        self._ranking: tuple[UniverseWindow, RankingTable] | None = None
 
     @property
     def version(self) -> str:
         return self.predictor.version
 
     def check_symbol(self, symbol: str) -> None:
-        """Raise UnknownSymbolError when the bundle was trained on a list that lacks ``symbol``."""
+        """Raise UnknownSymbolError when the bundle was trained on a list that lacks ``symbol``
+        (a global bundle serves any symbol with features: its list is information)."""
         known = self.predictor.manifest.symbols
-        if known and symbol not in known:
+        if known and symbol not in known and not self.predictor.is_global:
             raise UnknownSymbolError(f"no model for {symbol}; known symbols: {', '.join(known)}")
 
     def history(self, symbol: str, rows: int) -> FeatureWindow:
@@ -684,13 +850,51 @@ class PredictionService:
         known = self.predictor.manifest.symbols
         out = []
         for symbol in sorted(dates):
-            if known and symbol not in known:
+            if known and symbol not in known and not self.predictor.is_global:
                 continue
             age = self.data_age(dates[symbol])
             out.append(
                 SymbolStatus(symbol, dates[symbol], age, age <= self.max_feature_age_sessions)
             )
         return out
+
+    def ranking(self) -> RankingTable:
+        """The universe ranked by the bundle's ranking model (every horizon), cached until the
+        universe object is read again (after ``api.features_ttl_s``).
+
+        Raises:
+            NoRankingError: the bundle is not a global one.
+            FeatureError: no universe object, or nothing in it to rank.
+            StaleFeaturesError: its date is stale and the service refuses stale data.
+        """
+        if not self.predictor.is_global:
+            raise NoRankingError(
+                f"bundle {self.version} is not a universe bundle: it has no ranking"
+            )
+        universe = self.features.universe()
+        cached = self._ranking
+        if cached is not None and cached[0] is universe:
+            table = cached[1]
+        else:
+            table = self.predictor.rank(universe)
+            self._ranking = (universe, table)
+        self.freshness("the universe", table.as_of)
+        return table
+
+    def cached_ranking(self) -> RankingTable | None:
+        """The ranking when memory alone answers it (no store I/O, no model run), else None."""
+        if not self.predictor.is_global:
+            return None
+        universe = self.features.cached_universe()
+        cached = self._ranking
+        if universe is None or cached is None or cached[0] is not universe:
+            return None
+        self.freshness("the universe", cached[1].as_of)
+        return cached[1]
+
+    def clear_ranking(self) -> None:
+        """Forget the computed ranking (the next request runs the model again)."""
+        self._ranking = None
 
 
 def load_service(settings: Settings, reader: ObjectReader | None = None) -> PredictionService:

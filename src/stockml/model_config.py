@@ -7,7 +7,7 @@ value cannot drift between the file, the config model and the code that uses it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -98,6 +98,11 @@ class PromotionConfig(_Section):
     parity_tolerance: float = 1e-4
     champion_max_pvalue: float = 0.05
     champion_min_sessions: int = 20
+    # universe bundles only (a cross-sectional ranking), on the walk-forward test rows:
+    min_rank_ic_t: float = 2.0  # Newey-West t of the mean daily rank IC
+    min_long_short_sharpe: float = 0.0  # net long-short Sharpe must be ABOVE this
+    # the paired daily rank IC difference to the best classic single factor: its t
+    min_rank_ic_t_vs_best_factor: float = 2.0
 
     @model_validator(mode="after")
     def _check(self) -> PromotionConfig:
@@ -109,6 +114,51 @@ class PromotionConfig(_Section):
         if not self.horizons or min(self.horizons) < 1:
             raise ValueError("promotion.horizons must name horizons >= 1")
         return self
+
+
+def _default_factors() -> dict[str, str]:
+    return {
+        "reversal_1": "-xs_logret_1",
+        "reversal_5": "-xs_logret_5",
+        "momentum_12_1": "xs_momentum",
+        "low_volatility": "-xs_volatility",
+    }
+
+
+def _default_overrides() -> dict[str, Any]:
+    return {
+        "history_sessions": None,
+        "lstm": {"batch_size": 2048, "max_epochs": 8, "patience": 2, "learning_rate": 0.003},
+        "xgboost": {"n_estimators": 300, "learning_rate": 0.05, "early_stopping_rounds": 30},
+        "lightgbm": {
+            "n_estimators": 300,
+            "learning_rate": 0.05,
+            "num_leaves": 31,
+            "min_data_in_leaf": 200,
+            "early_stopping_rounds": 30,
+        },
+    }
+
+
+class UniverseConfig(_Section):
+    """Universe mode (``stockml train|evaluate --universe NAME``): one global model that ranks.
+
+    The models learn a target relative to the universe (``target``) and stop early on the
+    validation slice's mean daily rank IC; the walk-forward report adds the cross-sectional
+    figures (``stockml.ranking``) and the gate its universe checks (``promotion``).
+    """
+
+    # rank: the per-date centred percentile of the forward return among the universe;
+    # excess: the forward log return less the universe's equal-weight mean of that date
+    target: Literal["rank", "excess"] = "rank"
+    quantile: float = Field(default=0.1, gt=0.0, le=0.5)  # long-short: top and bottom decile
+    top_k: int = Field(default=20, ge=1)  # long-only: the k best vs the equal-weight universe
+    min_names: int = Field(default=20, ge=3)  # fewer scored names on a date: left out
+    execution_lags: list[int] = Field(default_factory=lambda: [0, 1])
+    # classic single factors scored on the same rows: name -> feature column, "-" = reversed
+    factors: dict[str, str] = Field(default_factory=_default_factors)
+    # model_config keys that take other values in universe mode (deep-merged)
+    overrides: dict[str, Any] = Field(default_factory=_default_overrides)
 
 
 class ModelConfig(RuntimeConfig):
@@ -125,10 +175,25 @@ class ModelConfig(RuntimeConfig):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     intervals: IntervalConfig = Field(default_factory=IntervalConfig)
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    universe: UniverseConfig = Field(default_factory=UniverseConfig)
+    # set by ``for_universe()``: train one ranking model over a universe (not a YAML key)
+    universe_mode: bool = Field(default=False, exclude=True)
 
     @property
     def runtime(self) -> RuntimeConfig:
         return RuntimeConfig(seed=self.seed, device=self.device, n_threads=self.n_threads)
+
+    def for_universe(self) -> ModelConfig:
+        """This configuration in universe mode: ``universe.overrides`` deep-merged into it.
+
+        Raises:
+            ConfigError: an override names an unknown key or gives an invalid value.
+        """
+        merged = _deep_merge(self.model_dump(mode="json"), self.universe.overrides)
+        try:
+            return ModelConfig.model_validate({**merged, "universe_mode": True})
+        except ValueError as exc:
+            raise ConfigError(f"invalid universe.overrides: {exc}") from exc
 
     @classmethod
     def from_yaml(cls, **overrides: Any) -> ModelConfig:
@@ -141,3 +206,14 @@ class ModelConfig(RuntimeConfig):
             return cls.model_validate({**load_yaml_config("model_config.yaml"), **overrides})
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
             raise ConfigError(f"invalid model_config.yaml: {exc}") from exc
+
+
+def _deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` applied: nested mappings merged key by key."""
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -32,7 +32,7 @@ from stockml.evaluation import Forecasts
 from stockml.gate import Champion
 from stockml.model_config import ModelConfig
 from stockml.progress import ProgressFn
-from stockml.train import Dataset, evaluate, train
+from stockml.train import Dataset, evaluate, ranking_headline, train
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ def load_dataset(
     history_sessions: int | None = None,
     progress: ProgressFn | None = None,
     universe: list[str] | None = None,
+    skip_missing: bool = False,
 ) -> Dataset:
     """Features of ``symbols`` computed from the store's raw bars with ``build_features``.
 
@@ -60,8 +61,14 @@ def load_dataset(
     after ``stockml ingest``, and the same function the feature pipeline runs produces them,
     with the exact configuration stored in the bundle.
 
+    ``skip_missing`` (a universe, whose list may name symbols without bars, e.g. delisted
+    before the stored history, or with too few for the features' warm-up, e.g. listed days
+    before it ends): such symbols are left out with one log line instead of failing, as the
+    feature pipeline skips them.
+
     Raises:
-        FeatureError: a symbol has no bars in the store.
+        FeatureError: a symbol has no bars in the store, or too few (unless
+            ``skip_missing``), or none has enough.
     """
     from stockml.errors import FeatureError
     from stockml.features import build_features, feature_columns, target_columns
@@ -69,8 +76,27 @@ def load_dataset(
     bars = store.read_bars(symbols)
     found = set(bars["symbol"].astype(str)) if not bars.empty else set()
     missing = [s for s in symbols if s not in found]
-    if missing:
+    if missing and (not skip_missing or not found):
         raise FeatureError(f"no bars in the store for {missing}: run `stockml ingest` first")
+    if missing:
+        logger.warning(
+            "%d symbol(s) have no bars in the store and are left out: %s",
+            len(missing),
+            ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""),
+        )
+        symbols = [s for s in symbols if s in found]
+    if skip_missing:
+        counts = bars.groupby("symbol").size()
+        short = sorted(str(s) for s in counts[counts <= feature_config.warmup_rows()].index)
+        if short and len(short) < len(counts):
+            logger.warning(
+                "%d symbol(s) have too few bars for the %d-row warm-up and are left out: %s",
+                len(short),
+                feature_config.warmup_rows(),
+                ", ".join(short[:10]) + (" ..." if len(short) > 10 else ""),
+            )
+            bars = bars[~bars["symbol"].astype(str).isin(short)]
+            symbols = [s for s in symbols if s not in short]
     if feature_config.cross_section.enabled:
         context = set(symbols) | set(feature_config.market.symbols)
         peers = [
@@ -117,13 +143,14 @@ def _bundle_dataset(
     store: Any, bundle: Bundle, symbols: list[str], data: Dataset | None
 ) -> Dataset:
     """Features of ``symbols`` as the bundle's feature configuration computes them (``data``
-    itself when it was computed with the same configuration)."""
+    itself when it was computed with the same configuration). A global bundle's symbols
+    without enough bars are left out, as in training (``load_dataset``'s ``skip_missing``)."""
     from stockml.features import FeatureConfig
 
     if data is not None and data.feature_config == bundle.feature_spec.feature_config:
         return data
     config = FeatureConfig.model_validate(bundle.feature_spec.feature_config)
-    return load_dataset(store, symbols, config)
+    return load_dataset(store, symbols, config, skip_missing="universe" in bundle.manifest.extra)
 
 
 def load_champion(store: Any, data: Dataset, config: ModelConfig) -> Champion | None:
@@ -219,7 +246,15 @@ def run_training(
     feature_config, config = _configs(config)
     store = Store.from_settings(settings.store)
     symbols = symbols or default_symbols(settings, feature_config)
-    data = load_dataset(store, symbols, feature_config, config.history_sessions, progress, universe)
+    data = load_dataset(
+        store,
+        symbols,
+        feature_config,
+        config.history_sessions,
+        progress,
+        universe,
+        skip_missing=config.universe_mode,
+    )
     champion = load_champion(store, data, config)
     result = train(
         data,
@@ -293,6 +328,11 @@ def run_training(
             },
             "parity_max_abs": {n: p["max_abs"] for n, p in result.parity.items()},
             "data_window": result.data_window,
+            **(
+                {"ranking": ranking_headline(result.walk_forward.report(), config.promotion.model)}
+                if config.universe_mode
+                else {}
+            ),
         }
     )
 
@@ -311,7 +351,15 @@ def run_evaluation(
     feature_config, config = _configs(config)
     store = Store.from_settings(settings.store)
     symbols = symbols or default_symbols(settings, feature_config)
-    data = load_dataset(store, symbols, feature_config, config.history_sessions, progress, universe)
+    data = load_dataset(
+        store,
+        symbols,
+        feature_config,
+        config.history_sessions,
+        progress,
+        universe,
+        skip_missing=config.universe_mode,
+    )
     report = evaluate(data, config, load_champion(store, data, config), progress)
     return {
         "symbols": data.symbols,
@@ -354,4 +402,5 @@ def run_forward_test(
         None if end is None else pd.Timestamp(end),
         config.evaluation.cost_bps,
         config.evaluation.execution_lag,
+        config.universe,
     )

@@ -15,6 +15,17 @@ check, applies the promotion gate (``stockml.gate``) to the walk-forward evidenc
 the bundle folder. Loading from the store, MLflow and publishing are
 ``stockml.orchestration``'s.
 
+Universe mode (``ModelConfig.for_universe()``): the models learn a target relative to the
+universe of each date (``universe.target``: the forward return's per-date rank, or its excess
+over the date's mean; ``stockml.ranking.universe_labels``) and stop early on the validation
+slice's mean daily rank IC. Their outputs are ranking *scores*; a forecast return for
+``/predict`` is ``drift + beta * (score - centre)`` per model and horizon, with ``beta >= 0``
+the validation slice's pooled slope of the excess return on the per-date demeaned score
+(``beta = 0``: the score has no validated relation to returns and the forecast is the drift
+baseline's). Point metrics, bands and prices use that return; the cross-sectional figures
+(``stockml.ranking.universe_report``: rank IC, long-short and top-k portfolios, the classic
+single factors on the same rows) use the scores.
+
 Input is a feature frame in the feature library's contract (``symbol, date, close,
 adj_close, <features>, target_1..target_H``).
 """
@@ -32,7 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from stockml import evaluation
+from stockml import evaluation, ranking
 from stockml.bundle import (
     DRIFT_WINDOW,
     EVALUATION_DIR,
@@ -41,6 +52,7 @@ from stockml.bundle import (
     FeatureSpec,
     Manifest,
     interval_scale,
+    score_to_return,
     write_bundle,
 )
 from stockml.errors import FeatureError, ModelError
@@ -152,6 +164,9 @@ class Samples:
     sequence: WindowedRows  # [n, window, F] float32: the window of rows ending at the session
     y: np.ndarray  # [n, H] forward log returns (NaN where the future is unknown)
     scale_raw: np.ndarray  # [n, k] raw values of the interval scale features
+    # [n, H] what the models learn: ``y`` itself, or in universe mode a target relative to
+    # the universe of each date (``stockml.ranking.universe_labels``)
+    label: np.ndarray
 
     def __len__(self) -> int:
         return len(self.dates)
@@ -165,6 +180,7 @@ class Samples:
             self.sequence[mask],
             self.y[mask],
             self.scale_raw[mask],
+            self.label[mask],
         )
 
     def x(self, model: Model | EnsembleModel) -> np.ndarray | WindowedRows:
@@ -183,13 +199,15 @@ def make_samples(
     spec: FeatureSpec,
     target_names: list[str],
     scale_features: list[str] | None = None,
+    label_names: list[str] | None = None,
 ) -> Samples:
     """Scale ``frame`` with ``spec`` and cut it into aligned tabular rows and sequences.
 
     The tabular row of a session is the last row of its sequence, so every model sees the
     same information and all are scored on the same sessions. The sequences are windows of
     ONE scaled feature matrix by reference (:class:`WindowedRows`), not ``window`` copies of
-    every row: a universe's sequences would not fit in memory.
+    every row: a universe's sequences would not fit in memory. ``label_names``: the columns
+    the models learn (default: the targets themselves).
     """
     window = spec.window
     scale_features = list(scale_features or [])
@@ -211,6 +229,7 @@ def make_samples(
                 scaled[keep],
                 rows[target_names].to_numpy(np.float64)[keep],
                 rows[scale_features].to_numpy(np.float64).reshape(len(rows), -1)[keep],
+                rows[label_names or target_names].to_numpy(np.float64)[keep],
             )
         )
     if short:
@@ -223,11 +242,28 @@ def make_samples(
         )
     if not parts:
         raise FeatureError(f"no symbol has the {window} rows one input window needs")
-    symbols, dates, close, tabular, y, scale_raw = (
+    symbols, dates, close, tabular, y, scale_raw, label = (
         np.concatenate(c) for c in zip(*parts, strict=True)
     )
     sequence = WindowedRows.from_blocks(blocks, window)
-    return Samples(symbols, dates, close, tabular, sequence, y, scale_raw)
+    return Samples(symbols, dates, close, tabular, sequence, y, scale_raw, label)
+
+
+def label_columns(target_names: list[str]) -> list[str]:
+    """The columns a universe's relative targets are kept in, beside ``target_names``."""
+    return [f"label_{name}" for name in target_names]
+
+
+def with_labels(frame: pd.DataFrame, data: Dataset, config: ModelConfig) -> list[str] | None:
+    """In universe mode, add the relative targets to ``frame`` (a cleaned feature frame of the
+    whole universe) and return their column names; None otherwise (the models learn ``y``)."""
+    if not config.universe_mode:
+        return None
+    names = label_columns(data.target_names)
+    labels = ranking.universe_labels(frame, data.target_names, config.universe.target)
+    for i, name in enumerate(names):
+        frame[name] = labels[:, i]
+    return names
 
 
 def labelled_days(frame: pd.DataFrame, target_names: list[str], window: int) -> pd.DatetimeIndex:
@@ -256,6 +292,8 @@ class FittedSet:
         fit_seconds: per model, selection and refit together.
         in_sample: the selection-stage forecasts on the validation slice and their outcomes:
             IN-SAMPLE (that slice stopped the training and weighed the ensemble).
+        score_map: universe mode: per model, ``{"center": [H], "beta": [H]}`` turning its
+            score into a forecast return (see the module docstring); None otherwise.
     """
 
     spec: FeatureSpec
@@ -266,6 +304,7 @@ class FittedSet:
     iterations: dict[str, Any]
     fit_seconds: dict[str, float]
     in_sample: tuple[Forecasts, np.ndarray] | None = None
+    score_map: dict[str, dict[str, list[float]]] | None = None
 
     @property
     def models(self) -> dict[str, Model | EnsembleModel]:
@@ -276,19 +315,39 @@ class FittedSet:
         learned[ENSEMBLE] = self.ensemble
         return learned
 
-    def forecasts(self, samples: Samples) -> Forecasts:
-        """Native forecasts of every model, the ensemble and the baselines, with their bands."""
-        x = samples.x(self.ensemble)
-        members = self.ensemble.member_predictions(x)
-        predictions = {n: p for n, p in members.items() if n not in BASELINES}
-        predictions[ENSEMBLE] = self.ensemble.combine(members)
+    def outputs(self, samples: Samples) -> dict[str, np.ndarray]:
+        """Native outputs of the learned models and the ensemble: forecast log returns, or in
+        universe mode ranking scores."""
+        members = self.ensemble.member_predictions(samples.x(self.ensemble))
+        out = {n: p for n, p in members.items() if n not in BASELINES}
+        out[ENSEMBLE] = self.ensemble.combine(members)
+        return out
+
+    @property
+    def drift(self) -> np.ndarray:
+        """The drift baseline's forecast per horizon (what a universe score adds to)."""
+        return np.asarray(self.baselines["drift"].predict(np.zeros((1, 1)))[0], np.float64)
+
+    def forecasts(
+        self, samples: Samples, outputs: dict[str, np.ndarray] | None = None
+    ) -> Forecasts:
+        """Forecasts of every model, the ensemble and the baselines, with their bands
+        (``outputs``: this set's ``outputs(samples)`` when already computed)."""
+        outputs = self.outputs(samples) if outputs is None else outputs
+        scores: dict[str, np.ndarray] = {}
+        predictions = dict(outputs)
+        if self.score_map is not None:
+            scores = dict(outputs)
+            predictions = {
+                n: score_to_return(s, self.drift, self.score_map[n]) for n, s in outputs.items()
+            }
         for name, baseline in self.baselines.items():
             predictions[name] = baseline.predict(samples.tabular)
         lower, upper = {}, {}
         for name, band in self.intervals.items():
             scale = interval_scale(band, samples.scale_raw)
             lower[name], upper[name] = evaluation.band_bounds(predictions[name], scale, band)
-        return Forecasts(samples.symbols, samples.dates, predictions, lower, upper)
+        return Forecasts(samples.symbols, samples.dates, predictions, lower, upper, scores)
 
 
 def _calibrate(fitted: FittedSet, cal: Samples, config: ModelConfig) -> dict[str, dict[str, Any]]:
@@ -335,6 +394,7 @@ def fit_candidates(
     if unknown:
         raise ModelError(f"interval scale features {unknown} are not feature columns")
     # fit the scaler on the training window only: later rows would leak the future
+    labels = with_labels(frame, data, config)
     spec = FeatureSpec.fit(
         frame[frame["date"] <= split.fit[-1]],
         data.feature_names,
@@ -342,7 +402,7 @@ def fit_candidates(
         horizon=data.horizon,
         feature_config=data.feature_config,
     )
-    samples = make_samples(frame, spec, data.target_names, scale_features)
+    samples = make_samples(frame, spec, data.target_names, scale_features, labels)
     fit, val, cal = (samples.within(s) for s in (split.fit, split.val, split.cal))
     if min(len(fit), len(val), len(cal)) < 2:
         raise ModelError(
@@ -350,7 +410,14 @@ def fit_candidates(
             f"and calibrate ({len(cal)})"
         )
     ensemble = build_ensemble(config)
-    ensemble.fit(fit.x(ensemble), fit.y, val.x(ensemble), val.y, on_fit=on_fit)
+    ensemble.fit(
+        fit.x(ensemble),
+        fit.label,
+        val.x(ensemble),
+        val.label,
+        on_fit=on_fit,
+        val_groups=val.dates if config.universe_mode else None,
+    )
     baselines: dict[str, Model] = {
         b.name: b.fit(fit.tabular, fit.y, val.tabular, val.y) for b in (NaiveModel(), DriftModel())
     }
@@ -362,8 +429,11 @@ def fit_candidates(
     selected = FittedSet(
         spec, ensemble, baselines, {}, samples, iterations, dict(ensemble.fit_seconds_)
     )
+    val_outputs = selected.outputs(val)
+    if config.universe_mode:
+        selected.score_map = ranking.fit_score_map(val_outputs, val.y, val.dates)
     selected.intervals = _calibrate(selected, cal, config)
-    selected.in_sample = (selected.forecasts(val), val.y)
+    selected.in_sample = (selected.forecasts(val, val_outputs), val.y)
     if not config.evaluation.refit:
         return selected
     # learn from every labelled session of the history, the newest included
@@ -374,9 +444,9 @@ def fit_candidates(
         horizon=data.horizon,
         feature_config=data.feature_config,
     )
-    samples = make_samples(frame, spec, data.target_names, scale_features)
+    samples = make_samples(frame, spec, data.target_names, scale_features, labels)
     history = samples.within(split.history)
-    refitted = ensemble.refit(history.x(ensemble), history.y)
+    refitted = ensemble.refit(history.x(ensemble), history.label)
     seconds = {n: selected.fit_seconds.get(n, 0.0) + s for n, s in refitted.fit_seconds_.items()}
     return FittedSet(
         spec,
@@ -387,6 +457,7 @@ def fit_candidates(
         iterations,
         seconds,
         selected.in_sample,
+        selected.score_map,
     )
 
 
@@ -409,7 +480,11 @@ class _Steps:
 
 @dataclass
 class WalkForward:
-    """Out-of-sample forecasts of every fold, stacked, and their metrics."""
+    """Out-of-sample forecasts of every fold, stacked, and their metrics.
+
+    ``universe`` (universe mode): the cross-sectional figures of every model's scores and of
+    the single factors on the same test rows (``stockml.ranking.universe_report``).
+    """
 
     folds: list[dict[str, Any]]
     metrics: dict[str, Any]
@@ -418,10 +493,15 @@ class WalkForward:
     importance: dict[str, dict[str, float]]
     last: FittedSet
     last_test: Samples
+    universe: dict[str, Any] | None = None
 
     def report(self) -> dict[str, Any]:
-        """The evaluation JSON: folds and per-model metrics (pooled and per symbol)."""
-        return evaluation.json_safe({"folds": self.folds, "models": self.metrics})
+        """The evaluation JSON: folds and per-model metrics (pooled and per symbol), and the
+        cross-sectional figures of a universe."""
+        out: dict[str, Any] = {"folds": self.folds, "models": self.metrics}
+        if self.universe is not None:
+            out["universe"] = self.universe
+        return evaluation.json_safe(out)
 
     def equity_curve(self, cost_bps: float, execution_lag: int) -> dict[str, Any] | None:
         """The daily equity (from 1) of the long/flat backtest of the ensemble's (else the first
@@ -445,6 +525,26 @@ class WalkForward:
             "strategy": [round(float(v), 6) for v in curves["strategy"]],
             "buy_and_hold": [round(float(v), 6) for v in curves["buy_and_hold"]],
         }
+
+
+def factor_scores(
+    samples: Samples, feature_names: list[str], factors: dict[str, str]
+) -> dict[str, np.ndarray]:
+    """The single factors' scores ``{name: [n]}`` of ``samples``' rows.
+
+    A factor is a feature column, ``-column`` reversed. Its scaled value is used: the scaler
+    is increasing in each feature, so the per-date ranks (all a factor is scored on) are the
+    raw feature's. A factor whose column is not a feature is left out (logged).
+    """
+    out = {}
+    for name, column in factors.items():
+        sign = -1.0 if column.startswith("-") else 1.0
+        feature = column.lstrip("+-")
+        if feature not in feature_names:
+            logger.warning("factor %s: %s is not a feature column; left out", name, feature)
+            continue
+        out[name] = sign * samples.tabular[:, feature_names.index(feature)].astype(np.float64)
+    return out
 
 
 def history_split(data: Dataset, config: ModelConfig) -> evaluation.Split:
@@ -477,6 +577,7 @@ def walk_forward(
     )
     parts: list[Forecasts] = []
     ys: list[np.ndarray] = []
+    factors: list[dict[str, np.ndarray]] = []
     folds: list[dict[str, Any]] = []
     importance: dict[str, dict[str, float]] = {}
     steps = _Steps("walk-forward", len(splits) * len(config.models), progress)
@@ -486,6 +587,14 @@ def walk_forward(
         fold = fitted.forecasts(test)
         parts.append(fold)
         ys.append(test.y)
+        ranked: dict[str, float] = {}
+        if config.universe_mode:
+            factors.append(factor_scores(test, data.feature_names, config.universe.factors))
+            sections = ranking.CrossSections.of(test.dates, test.symbols)
+            ranked = {
+                name: ranking.mean_rank_ic(s[:, 0], test.y[:, 0], sections)
+                for name, s in fold.scores.items()
+            }
         folds.append(
             {
                 "fold": split.fold,
@@ -499,6 +608,7 @@ def walk_forward(
                 "iterations": fitted.iterations,
                 "fit_seconds": fitted.fit_seconds,
                 "models": evaluation.fold_metrics(fold, test.y),
+                **({"rank_ic": ranked} if ranked else {}),
             }
         )
         for name, model in fitted.models.items():
@@ -507,15 +617,55 @@ def walk_forward(
                     importance.setdefault(name, {}).setdefault(feature, 0.0)
                     importance[name][feature] += gain
         logger.info(
-            "fold %d: test %s..%s, %d rows",
+            "fold %d: test %s..%s, %d rows%s",
             split.fold,
             split.test[0].date(),
             split.test[-1].date(),
             len(test),
+            f", {ENSEMBLE} rank IC {ranked[ENSEMBLE]:.4f}" if ENSEMBLE in ranked else "",
         )
     forecasts, y = Forecasts.concat(parts), np.concatenate(ys)
-    metrics = evaluation.score_forecasts(forecasts, y, ev.cost_bps, ev.execution_lag)
-    return WalkForward(folds, metrics, forecasts, y, importance, fitted, test)
+    # a universe is judged on its cross-sections, pooled: no per-symbol tests of each model
+    metrics = evaluation.score_forecasts(
+        forecasts, y, ev.cost_bps, ev.execution_lag, per_symbol=not config.universe_mode
+    )
+    universe = None
+    if config.universe_mode:
+        u = config.universe
+        stacked = {k: np.concatenate([f[k] for f in factors]) for k in factors[0]}
+        universe = {
+            "target": u.target,
+            **ranking.universe_report(
+                forecasts.symbols,
+                forecasts.dates,
+                forecasts.scores,
+                stacked,
+                y,
+                quantile=u.quantile,
+                k=u.top_k,
+                lags=u.execution_lags,
+                execution_lag=ev.execution_lag,
+                cost_bps=ev.cost_bps,
+                min_names=u.min_names,
+            ),
+        }
+    return WalkForward(folds, metrics, forecasts, y, importance, fitted, test, universe)
+
+
+def ranking_headline(report: dict[str, Any], model: str) -> dict[str, Any]:
+    """``rank_ic``, ``rank_ic_t``, ``long_short_sharpe_net`` and ``turnover`` of ``model``
+    (horizon 1, the configured execution lag) from a universe report; {} without one."""
+    universe = report.get("universe")
+    if not universe or model not in universe["models"]:
+        return {}
+    block = universe["models"][model]
+    keys = ("rank_ic", "rank_ic_t", "icir", "long_short_sharpe_net", "turnover")
+    best = universe.get("best_factor")
+    return {
+        **{k: block.get(k) for k in keys},
+        "best_factor": best,
+        "best_factor_rank_ic": None if best is None else universe["factors"][best]["rank_ic"],
+    }
 
 
 # --------------------------------------------------------------------------- export
@@ -688,7 +838,10 @@ def train(
     assert fitted.in_sample is not None
     in_sample = evaluation.json_safe(
         evaluation.score_forecasts(
-            *fitted.in_sample, config.evaluation.cost_bps, config.evaluation.execution_lag
+            *fitted.in_sample,
+            config.evaluation.cost_bps,
+            config.evaluation.execution_lag,
+            per_symbol=not config.universe_mode,
         )
     )
     comparison = (
@@ -710,9 +863,39 @@ def train(
         "calibration": [split.cal[0].date().isoformat(), split.cal[-1].date().isoformat()],
         "rows": len(frame),
     }
+    gated = config.promotion.model
+    ranked: dict[str, Any] = {}
+    universe_extra: dict[str, Any] = {}
+    if config.universe_mode and fitted.score_map is not None:
+        ev, u = config.evaluation, config.universe
+        ranked = {
+            "model": gated,
+            **ranking_headline(report, gated),
+            "execution_lag": ev.execution_lag,
+            "cost_bps": ev.cost_bps,
+            # the walk-forward long-short equity of the gated model's scores, net of costs
+            "long_short": ranking.long_short_equity(
+                wf.forecasts.symbols,
+                wf.forecasts.dates,
+                wf.forecasts.scores[gated][:, 0],
+                wf.y[:, 0],
+                quantile=u.quantile,
+                lag=ev.execution_lag,
+                cost_bps=ev.cost_bps,
+                min_names=u.min_names,
+            ),
+        }
+        universe_extra = {
+            "target": u.target,
+            # the model whose scores order GET /rankings
+            "model": gated,
+            "drift": [float(v) for v in fitted.drift],
+            "score_map": {name: fitted.score_map[name] for name in fitted.models},
+        }
     metrics = {
         # headline numbers in the shape the API reads: {"pooled": {model: {...}}, "per_symbol": ...}
         **headline_metrics(wf.metrics),
+        **({"ranking": evaluation.json_safe(ranked)} if ranked else {}),
         "walk_forward": report,
         # the slice that stopped the training and weighed the ensemble: NOT out of sample
         "in_sample_validation": in_sample,
@@ -755,6 +938,8 @@ def train(
                 for name, b in fitted.baselines.items()
             },
             "baseline_intervals": {name: fitted.intervals[name] for name in fitted.baselines},
+            # a global model over a universe: any symbol with features, and a ranking
+            **({"universe": universe_extra} if universe_extra else {}),
         },
         # serving dates its forecasts from these, so the API never builds exchange-calendars
         # at start-up: from a year before the stalest symbol's last day to about a year ahead
@@ -802,4 +987,4 @@ def evaluate(
     report = wf.report()
     report["parity"] = evaluation.json_safe(parity)
     report["gate"] = assess(report, parity, comparison, config.promotion).to_dict()
-    return report
+    return {**evaluation.json_safe(ranking_headline(report, config.promotion.model)), **report}

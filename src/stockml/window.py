@@ -9,6 +9,15 @@ The API reads it with one LIST and one GET and decodes it with numpy alone: no p
 Parquet in the serving Lambda (~0.5 s of its cold start). The values are the stored table's
 float64 values, exactly (tested); the date in the key lets ``/symbols`` date every symbol
 from one LIST.
+
+Beside them, ONE universe-level object holds the last ``FeatureConfig.ranking_rows`` rows of
+every symbol of the universe (the market series excluded)::
+
+    <features_prefix>/_universe/latest.npz                     (UniverseWindow)
+
+so that a ranking of the whole universe (``GET /rankings``) costs one GET and one batched
+model run. Its rows are the symbols' windows' rows, exactly (tested). It is replaced in place
+(a reader sees the old object or the new one, never a mix).
 """
 
 from __future__ import annotations
@@ -31,6 +40,14 @@ _KEY_RE = re.compile(r"^symbol=(?P<symbol>[^/]+)/(?P<day>\d{8})\.npz$")
 _ARRAYS = ("symbol", "dates", "close", "columns", "values")
 # the raw bar of each row, for charts (``/plot``): optional, a window without it still loads
 BAR_FIELDS = ("open", "high", "low", "volume")
+
+
+UNIVERSE_DIR = "_universe"
+
+
+def universe_key(features_prefix: str) -> str:
+    """Key of the universe's latest rows: ``<features_prefix>/_universe/latest.npz``."""
+    return f"{features_prefix.strip('/')}/{UNIVERSE_DIR}/latest.npz"
 
 
 def windows_prefix(features_prefix: str) -> str:
@@ -201,3 +218,129 @@ class FeatureWindow:
             raise FeatureError(
                 f"feature window of {self.symbol}: dates are not strictly increasing"
             )
+
+
+_UNIVERSE_ARRAYS = ("symbols", "dates", "close", "columns", "values", "lengths")
+
+
+@dataclass(frozen=True)
+class UniverseWindow:
+    """The last ``rows`` feature rows of every symbol of a universe, stacked.
+
+    Each symbol's rows are right-aligned: its last row is at ``rows - 1``, and a symbol with
+    fewer rows has ``lengths[s] < rows`` and NaN / NaT before them.
+
+    Attributes:
+        symbols: ``[S]`` tickers, sorted.
+        dates: ``datetime64[D]`` ``[S, rows]``.
+        close: float64 ``[S, rows]``.
+        columns: the feature names, in the order of ``values``' last axis.
+        values: float64 ``[S, rows, len(columns)]``.
+        lengths: ``[S]`` rows held per symbol.
+    """
+
+    symbols: tuple[str, ...]
+    dates: np.ndarray
+    close: np.ndarray
+    columns: tuple[str, ...]
+    values: np.ndarray
+    lengths: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return int(self.dates.shape[1])
+
+    def last_dates(self) -> np.ndarray:
+        """``datetime64[D]`` ``[S]``: each symbol's last row's date."""
+        return self.dates[:, -1]
+
+    def window(self, symbol: str) -> FeatureWindow:
+        """One symbol's rows as a :class:`FeatureWindow`.
+
+        Raises:
+            FeatureError: the universe holds no such symbol.
+        """
+        try:
+            i = self.symbols.index(symbol)
+        except ValueError:
+            raise FeatureError(f"{symbol} is not in the universe window") from None
+        start = self.rows - int(self.lengths[i])
+        return FeatureWindow(
+            symbol,
+            self.dates[i, start:],
+            self.close[i, start:],
+            self.columns,
+            self.values[i, start:],
+        )
+
+    @classmethod
+    def from_windows(cls, windows: Sequence[FeatureWindow], rows: int) -> UniverseWindow:
+        """The last ``rows`` rows of each window (their columns must agree).
+
+        Raises:
+            FeatureError: no window, or windows with other columns.
+        """
+        if not windows:
+            raise FeatureError("a universe window needs at least one symbol's window")
+        ordered = sorted(windows, key=lambda w: w.symbol)
+        columns = ordered[0].columns
+        if any(w.columns != columns for w in ordered):
+            raise FeatureError("the symbols' windows hold different feature columns")
+        n = len(ordered)
+        dates = np.full((n, rows), np.datetime64("NaT"), dtype="datetime64[D]")
+        close = np.full((n, rows), np.nan)
+        values = np.full((n, rows, len(columns)), np.nan)
+        lengths = np.zeros(n, dtype=np.int64)
+        for i, w in enumerate(ordered):
+            tail = w.tail(rows)
+            k = len(tail)
+            lengths[i] = k
+            dates[i, rows - k :] = tail.dates
+            close[i, rows - k :] = tail.close
+            values[i, rows - k :] = tail.values
+        return cls(tuple(w.symbol for w in ordered), dates, close, columns, values, lengths)
+
+    def to_bytes(self) -> bytes:
+        """``.npz``, uncompressed (a ranking decodes it in a few milliseconds)."""
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            symbols=np.asarray(self.symbols, dtype=str),
+            dates=np.asarray(self.dates, dtype="datetime64[D]"),
+            close=np.asarray(self.close, dtype=np.float64),
+            columns=np.asarray(self.columns, dtype=str),
+            values=np.asarray(self.values, dtype=np.float64),
+            lengths=np.asarray(self.lengths, dtype=np.int64),
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> UniverseWindow:
+        """Decode and check an object written by :meth:`to_bytes`.
+
+        Raises:
+            FeatureError: not a universe window, or inconsistent shapes.
+        """
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in _UNIVERSE_ARRAYS}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+            raise FeatureError(f"universe window is unreadable: {exc}") from exc
+        out = cls(
+            symbols=tuple(str(s) for s in arrays["symbols"]),
+            dates=arrays["dates"].astype("datetime64[D]"),
+            close=arrays["close"].astype(np.float64),
+            columns=tuple(str(c) for c in arrays["columns"]),
+            values=arrays["values"].astype(np.float64),
+            lengths=arrays["lengths"].astype(np.int64),
+        )
+        n, rows = len(out.symbols), out.dates.shape[1] if out.dates.ndim == 2 else -1
+        if (
+            out.dates.shape != (n, rows)
+            or out.close.shape != (n, rows)
+            or out.values.shape != (n, rows, len(out.columns))
+            or out.lengths.shape != (n,)
+            or (out.lengths > rows).any()
+        ):
+            raise FeatureError("universe window: inconsistent shapes")
+        return out

@@ -27,6 +27,7 @@ from stockml.storage import Store
 from utils.api_fixtures import API_KEY, new_bucket
 from utils.lambda_context import LambdaContext, context_source
 from utils.serving_bundle import BuiltBundle, publish
+from utils.universe_bundle import DELISTED, UNTRAINED
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
@@ -492,3 +493,40 @@ def test_before_any_monitor_run_monitoring_is_503_and_metrics_have_no_live_block
     assert error["code"] == "store_unavailable" and "the monitor has not run" in error["message"]
     metrics = module.handler(event("metrics", "v1"), LambdaContext())
     assert metrics["statusCode"] == 200 and json.loads(metrics["body"])["live"] is None
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_the_rankings_event_ranks_the_universe_through_the_handler(
+    universe_store: StoreSettings, version: str
+) -> None:
+    # GIVEN a container over the global bundle's store (25 stocks, one stopped trading)
+    module = import_handler(universe_store)
+    # WHEN the recorded-format event asks for the top and bottom 5 at horizon 1
+    response = module.handler(event("rankings", version), LambdaContext())
+    # THEN 200: the 5 best then the 5 worst of the 24 current stocks, best score first
+    assert response["statusCode"] == 200, response["body"]
+    body = json.loads(response["body"])
+    rows = body["rankings"]
+    assert body["n_ranked"] == 24 and body["n_excluded"] == 1
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5, 20, 21, 22, 23, 24]
+    scores = [r["score"] for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    assert DELISTED not in {r["symbol"] for r in rows}
+    assert body["model_version"] == "v-universe-1" and body["as_of"]
+
+
+def test_a_global_bundle_predicts_a_symbol_it_never_trained_on_through_the_handler(
+    universe_store: StoreSettings,
+) -> None:
+    # GIVEN a container over the global bundle, and the predict event aimed at a stock whose
+    # features are stored but that is not in the bundle's training list
+    module = import_handler(universe_store)
+    ev = event("predict", "v2")
+    ev["rawPath"] = ev["requestContext"]["http"]["path"] = f"/predict/{UNTRAINED}"
+    # WHEN the handler is invoked
+    response = module.handler(ev, LambdaContext())
+    # THEN a forecast of 3 sessions for it, from the global bundle
+    assert response["statusCode"] == 200, response["body"]
+    body = json.loads(response["body"])
+    assert body["symbol"] == UNTRAINED and body["model_version"] == "v-universe-1"
+    assert all(len(v) == 3 for v in body["predictions"].values())

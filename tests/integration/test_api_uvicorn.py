@@ -18,6 +18,7 @@ from stockml.local import free_port, wait_http
 from stockml.settings import StoreSettings
 from utils.api_fixtures import API_KEY
 from utils.serving_bundle import BuiltBundle
+from utils.universe_bundle import DELISTED, UNTRAINED
 
 pytestmark = pytest.mark.integration
 KEY = {"X-API-Key": API_KEY}
@@ -226,3 +227,24 @@ def test_forwarded_for_is_believed_from_configured_proxies_only(
     assert _symbols(url, "203.0.113.6", "127.0.0.2") == 200
     # AND prepending an address does not escape the bucket of the address the proxy saw
     assert _symbols(url, "192.0.2.1, 203.0.113.5", "127.0.0.2") == 429
+
+
+def test_a_global_bundle_ranks_and_predicts_an_untrained_symbol_over_http(
+    universe_api_url: str, universe_bundle: BuiltBundle
+) -> None:
+    # GIVEN `stockml serve` over a global bundle, and a stock with features it never trained on
+    assert UNTRAINED not in universe_bundle.manifest.symbols
+    # WHEN the ranking and that stock's forecast are asked for over HTTP
+    ranked = httpx.get(f"{universe_api_url}/rankings", params={"horizon": 1}, headers=KEY)
+    predicted = httpx.post(
+        f"{universe_api_url}/predict/{UNTRAINED}", json={"days": 2}, headers=KEY, timeout=30
+    )
+    # THEN both answer: the whole current universe ranked (the untrained stock included, the
+    # one that stopped trading left out), and a forecast for the untrained stock
+    assert ranked.status_code == 200, ranked.text
+    body = ranked.json()
+    symbols = [r["symbol"] for r in body["rankings"]]
+    assert len(symbols) == body["n_ranked"] == 24 and UNTRAINED in symbols
+    assert DELISTED not in symbols
+    assert predicted.status_code == 200, predicted.text
+    assert all(len(v) == 2 for v in predicted.json()["predictions"].values())

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from collections.abc import Iterator
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -176,77 +173,38 @@ def test_ranking_page_says_when_the_bundle_has_no_ranking(dashboard_env: str) ->
     assert not at.get("plotly_chart")
 
 
-RANKINGS = {
-    "model_version": "v-universe-1",
-    "horizon": 5,
-    "as_of": "2024-05-31",
-    "rankings": [
-        {
-            "symbol": f"S{i:02d}",
-            "rank": i,
-            "score": 0.05 - 0.01 * i,
-            "lower": 0.03 - 0.01 * i,
-            "upper": 0.07 - 0.01 * i,
-            "as_of": "2024-05-31",
-        }
-        for i in range(1, 9)
-    ],
-    "rank_ic": 0.031,
-    "long_short": {"dates": ["2024-05-30", "2024-05-31"], "equity": [1.0, 1.004]},
-}
-
-
-@pytest.fixture
-def rankings_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """A loopback server answering ``GET /rankings`` in the documented shape (the endpoint
-    is not in the API yet); yields the paths it was asked for."""
-    asked: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            asked.append(self.path)
-            ok = self.path.startswith("/rankings") and self.headers.get("X-API-Key") == API_KEY
-            body = json.dumps(RANKINGS if ok else {"error": {"message": "no"}}).encode()
-            self.send_response(200 if ok else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("STOCKML_DASHBOARD__API_URL", f"http://127.0.0.1:{server.server_port}")
+def test_ranking_page_shows_the_apis_ranking_of_a_universe_bundle(
+    universe_api_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the real API over a global bundle, and its own answer (the oracle)
+    monkeypatch.setenv("STOCKML_DASHBOARD__API_URL", universe_api_url)
     monkeypatch.setenv("STOCKML_API_KEY", API_KEY)
-    try:
-        yield asked
-    finally:
-        server.shutdown()
-        server.server_close()
+    api = httpx.get(
+        f"{universe_api_url}/rankings", params={"horizon": 2, "top": 3}, headers=KEY
+    ).json()
+    rows = api["rankings"]
 
+    # WHEN the ranking page asks for the top 3 at a 2-session horizon
+    at = run_page("app_pages/ranking.py", horizon="2", top="3")
 
-def test_ranking_page_renders_the_documented_ranking(rankings_api: list[str]) -> None:
-    # WHEN the ranking page asks for the top 3 at a 5-session horizon
-    at = run_page("app_pages/ranking.py", horizon="5", top="3")
-    # THEN it asked the API for exactly that, with the key
+    # THEN it shows the API's best and worst three, their forecast returns and intervals
     assert not at.exception and not at.error
-    assert rankings_api == ["/rankings?horizon=5&top=3"]
-    # AND shows the best and worst three with scores and intervals, and the walk-forward IC
     top, bottom = (df.value for df in at.dataframe)
-    assert top["symbol"].tolist() == ["S01", "S02", "S03"]
-    assert bottom["symbol"].tolist() == ["S08", "S07", "S06"]
-    assert top["score"].tolist() == ["4.00%", "3.00%", "2.00%"]
-    assert top["interval"].iloc[0] == "2.00% .. 6.00%"
-    assert at.metric[0].value == "0.031"
+    assert top["symbol"].tolist() == [r["symbol"] for r in rows[:3]]
+    assert bottom["symbol"].tolist() == [r["symbol"] for r in reversed(rows[3:])]
+    assert top["forecast return"].iloc[0] == f"{rows[0]['expected_return']:.2%}"
+    assert top["interval"].iloc[0] == f"{rows[0]['lower']:.2%} .. {rows[0]['upper']:.2%}"
+    assert top["score"].iloc[0] == f"{rows[0]['score']:.4f}"
+    # AND the bundle's walk-forward rank IC and long-short equity curve
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["mean daily rank IC"] == f"{api['rank_ic']:.3f}"
+    assert metrics["its t-statistic"] == f"{api['rank_ic_t']:.2f}"
     charts = figures(at)
-    assert [b["y"] for b in (c["data"][0] for c in charts[:2])] == [
-        ["S01", "S02", "S03"],
-        ["S08", "S07", "S06"],
-    ]
-    assert traces(charts[2], "equity")["equity"]["y"] == [1.0, 1.004]
+    assert charts[0]["data"][0]["y"] == [r["symbol"] for r in rows[:3]]
+    assert charts[0]["data"][0]["x"] == pytest.approx([r["expected_return"] for r in rows[:3]])
+    equity = traces(charts[2], "equity")["equity"]
+    assert equity["x"] == api["long_short"]["dates"]
+    assert equity["y"] == pytest.approx(api["long_short"]["equity"])
 
 
 def test_status_page_shows_version_and_freshness(dashboard_env: str) -> None:

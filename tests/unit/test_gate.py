@@ -169,3 +169,49 @@ def test_a_report_is_not_modified_by_the_gate():
     before = copy.deepcopy(r)
     assess(r, PARITY, None, PromotionConfig())
     assert r == before
+
+
+def universe_report(t: float | None = 3.1, sharpe: float | None = 0.8, vs: float | None = 2.5):
+    """``report()`` plus the cross-sectional block of a universe bundle (passing by default)."""
+    out = report()
+    out["universe"] = {
+        "quantile": 0.1,
+        "cost_bps": 5.0,
+        "execution_lag": 1,
+        "best_factor": "reversal_1",
+        "models": {
+            "ensemble": {
+                "by_horizon": {"1": {"rank_ic": 0.02, "rank_ic_t": t}},
+                "long_short": {"lag_0": {"sharpe_net": 9.9}, "lag_1": {"sharpe_net": sharpe}},
+            }
+        },
+        "vs_best_factor": {"ensemble": {"1": {"rank_ic_diff": 0.01, "t": vs}}},
+    }
+    return out
+
+
+def test_a_universe_bundle_also_needs_rank_ic_long_short_and_the_best_factor_beaten():
+    config = PromotionConfig()
+    result = assess(universe_report(), PARITY, None, config)
+    assert result.passed
+    universe_checks = {"rank_ic_t_h1", "long_short_sharpe_net", "rank_ic_t_vs_best_factor_h1"}
+    assert universe_checks <= set(verdicts(result))
+    # a single-symbol report gets none of them
+    assert not universe_checks & set(verdicts(assess(report(), PARITY, None, config)))
+
+    # each fails on its own, at its configured threshold (the lag-1 Sharpe, not lag 0's)
+    for kwargs, failed in (
+        ({"t": 1.99}, "rank_ic_t_h1"),
+        ({"t": None}, "rank_ic_t_h1"),
+        ({"sharpe": 0.0}, "long_short_sharpe_net"),
+        ({"sharpe": -0.3}, "long_short_sharpe_net"),
+        ({"vs": 1.5}, "rank_ic_t_vs_best_factor_h1"),
+    ):
+        result = assess(universe_report(**kwargs), PARITY, None, config)
+        assert [c.name for c in result.failed] == [failed], kwargs
+        assert "reversal_1" in result.failed[0].rule or failed != "rank_ic_t_vs_best_factor_h1"
+    strict = PromotionConfig(min_rank_ic_t=3.5, min_long_short_sharpe=1.0)
+    assert {c.name for c in assess(universe_report(), PARITY, None, strict).failed} == {
+        "rank_ic_t_h1",
+        "long_short_sharpe_net",
+    }

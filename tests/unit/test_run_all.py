@@ -106,3 +106,21 @@ def test_the_table_is_markdown_with_one_row_per_figure() -> None:
         lines[4]
         == "| `features.py` | feature rows per second | `rows_per_s` | 250,000 | >= 200,000 | pass |"
     )
+
+
+def test_a_figure_the_benchmark_skipped_says_why() -> None:
+    # GIVEN a serving run without the universe file: it names the figure it could not take
+    results = {
+        "serve": (
+            {
+                "predict_p99_ms": 1.0,
+                "rankings_p99_ms": None,
+                "skipped": {"rankings_p99_ms": "x is absent"},
+            },
+            "",
+        )
+    }
+    rows = [r for r in run_all.evaluate(results) if r.key == "rankings_p99_ms"]
+    # THEN both of its goals are skipped with the reason, not failed
+    assert {(r.status, r.value) for r in rows} == {("skipped", "x is absent")}
+    assert len(rows) == 2

@@ -18,6 +18,7 @@ from stockml.settings import ApiSettings, Settings, StoreSettings
 from stockml.storage import Store
 from utils.monitoring import replay_and_monitor
 from utils.serving_bundle import BuiltBundle, build_bundle, publish, swapped_graphs
+from utils.universe_bundle import build_universe_bundle
 
 API_KEY = "local-test-key"  # the key the events in events/api_*.json carry
 
@@ -44,6 +45,21 @@ def serving_store(moto_server: LocalServer, serving_bundle: BuiltBundle) -> Stor
     store_settings = new_bucket(moto_server)
     publish(Store.from_settings(store_settings), serving_bundle)
     replay_and_monitor(Settings(store=store_settings), serving_bundle)
+    return store_settings
+
+
+@pytest.fixture(scope="session")
+def universe_bundle(tmp_path_factory: pytest.TempPathFactory) -> BuiltBundle:
+    """A real global bundle trained in universe mode on 24 synthetic stocks (~5-20 s)."""
+    return build_universe_bundle(tmp_path_factory.mktemp("universe"))
+
+
+@pytest.fixture(scope="session")
+def universe_store(moto_server: LocalServer, universe_bundle: BuiltBundle) -> StoreSettings:
+    """A bucket with the global bundle as champion, 25 stocks' features, their windows and the
+    universe object (written by the feature pipeline's ``write_windows``)."""
+    store_settings = new_bucket(moto_server)
+    publish(Store.from_settings(store_settings), universe_bundle)
     return store_settings
 
 

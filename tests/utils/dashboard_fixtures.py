@@ -23,12 +23,24 @@ def api_url(
     serving_store: StoreSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """The base URL of ``stockml serve`` on a free loopback port (key ``API_KEY``)."""
+    yield from _serve(serving_store, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def universe_api_url(
+    universe_store: StoreSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``stockml serve`` over the global (universe) bundle's store: it serves /rankings."""
+    yield from _serve(universe_store, tmp_path_factory)
+
+
+def _serve(store: StoreSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = tmp_path_factory.mktemp("dashboard-api") / "serve.log"
     env = {
         **os.environ,
-        "STOCKML_STORE__BUCKET": serving_store.bucket,
-        "STOCKML_STORE__ENDPOINT_URL": str(serving_store.endpoint_url),
+        "STOCKML_STORE__BUCKET": store.bucket,
+        "STOCKML_STORE__ENDPOINT_URL": str(store.endpoint_url),
         "STOCKML_API_KEY": API_KEY,
         "STOCKML_API__RATE_LIMIT_PER_MINUTE": "0",
     }

@@ -24,7 +24,7 @@ from stockml.errors import (
     UnknownSymbolError,
     ValidationError,
 )
-from stockml.inference import StaleFeaturesError, clip
+from stockml.inference import NoRankingError, StaleFeaturesError, clip
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ STATUS: list[tuple[type[StockmlError], int, str]] = [
     (UnauthorizedError, 401, "unauthorized"),
     (TooManyRequestsError, 429, "rate_limited"),
     (UnknownSymbolError, 404, "unknown_symbol"),
+    (NoRankingError, 404, "no_ranking"),
     (ValidationError, 422, "invalid_request"),
     (BundleError, 503, "model_unavailable"),
     (ModelError, 503, "model_unavailable"),

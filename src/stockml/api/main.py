@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from stockml.api.deps import ServingState
 from stockml.api.errors import install_error_handlers
 from stockml.api.observability import MetricsRegistry, RequestContextMiddleware
-from stockml.api.routes import info, models, monitoring, predictions
+from stockml.api.routes import info, models, monitoring, predictions, rankings
 from stockml.api.security import BodyLimitMiddleware, RateLimiter, install_cors, parse_networks
 from stockml.inference import PredictionService, describe, load_service
 from stockml.settings import Settings
@@ -59,7 +59,13 @@ def create_app(
     app.state.rate_limiter = RateLimiter(settings.api.rate_limit_per_minute)
     app.state.trusted_proxies = parse_networks(settings.api.trusted_proxies)
     app.state.metrics = MetricsRegistry()
-    for router in (info.router, predictions.router, models.router, monitoring.router):
+    for router in (
+        info.router,
+        predictions.router,
+        models.router,
+        monitoring.router,
+        rankings.router,
+    ):
         app.include_router(router)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.api.max_body_bytes)

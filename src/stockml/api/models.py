@@ -295,6 +295,55 @@ class MonitoringResponse(BaseModel):
         )
 
 
+class RankedSymbol(BaseModel):
+    """One symbol of the ranking: its place, score and forecast return over ``horizon``."""
+
+    symbol: str
+    rank: int = Field(description="1 = the best score of the universe.")
+    score: float = Field(description="The ranking model's score (orders the universe).")
+    expected_return: float = Field(
+        description="Forecast simple return over the horizon derived from the score."
+    )
+    lower: float | None = Field(description="Lower bound of the return's interval.")
+    upper: float | None = Field(description="Upper bound of the return's interval.")
+    last_close: float
+
+
+class LongShortCurve(BaseModel):
+    """Walk-forward equity (from 1) of the long-short portfolio of the ranking, net of costs."""
+
+    dates: list[date]
+    equity: list[float]
+
+
+class RankingResponse(BaseModel):
+    """``GET /rankings``: the universe ordered by score, with the bundle's walk-forward figures."""
+
+    model_version: str
+    model: str
+    horizon: int
+    as_of: date = Field(description="The session of the features every ranked symbol shares.")
+    level: float | None = Field(description="Nominal coverage of the intervals.")
+    n_ranked: int
+    n_excluded: int = Field(
+        description="Symbols of the universe not ranked (older last date, too few rows)."
+    )
+    data_age_sessions: int
+    stale: bool
+    rankings: list[RankedSymbol] = Field(
+        description="Best first: every symbol, or the top and the bottom `top` when asked."
+    )
+    rank_ic: float | None = Field(
+        default=None, description="Walk-forward mean daily rank IC (horizon 1)."
+    )
+    rank_ic_t: float | None = Field(default=None, description="Its Newey-West t-statistic.")
+    long_short_sharpe_net: float | None = None
+    turnover: float | None = None
+    best_factor: str | None = None
+    best_factor_rank_ic: float | None = None
+    long_short: LongShortCurve | None = None
+
+
 class SymbolInfo(BaseModel):
     symbol: str
     last_date: date

@@ -117,6 +117,10 @@ class FeatureConfig(BaseModel):
     # rows of each symbol's latest feature window, the API's only feature source: at least the
     # longest model window and the longest chart history (stockml.window)
     serving_rows: int = Field(default=1000, ge=1)
+    # rows per symbol of the universe's latest-rows object (features/_universe/latest.npz),
+    # what GET /rankings reads: at least the window of the models that rank (cut from the
+    # windows: at most serving_rows)
+    ranking_rows: int = Field(default=60, ge=1)
 
     @field_validator("sma_windows", "ema_windows", "return_windows", "volatility_windows")
     @classmethod

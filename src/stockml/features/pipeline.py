@@ -11,7 +11,9 @@ Cross-sectional features (``xs_*``) depend on every peer of a date: the update c
 whole universe for the new dates (see :func:`update_features`).
 
 Then each symbol whose table changed (or whose window is missing or older than its table) gets
-its latest feature window rewritten (:mod:`stockml.window`): the prediction API's only read.
+its latest feature window rewritten (:mod:`stockml.window`): the prediction API's only read;
+and the universe's latest rows are rewritten as ONE object (``UniverseWindow``, what a
+ranking reads), from those windows.
 
 Failures stay per symbol: a symbol whose stored bars cannot give features (duplicate dates,
 NaN, infinite or non-positive prices: bars stored before ingestion quarantined such rows)
@@ -38,7 +40,15 @@ from stockml.features.config import FeatureConfig
 from stockml.features.sentiment import sentiment_scorer
 from stockml.progress import ProgressFn
 from stockml.storage import Store
-from stockml.window import BAR_FIELDS, FeatureWindow, latest_keys, window_key, windows_prefix
+from stockml.window import (
+    BAR_FIELDS,
+    FeatureWindow,
+    UniverseWindow,
+    latest_keys,
+    universe_key,
+    window_key,
+    windows_prefix,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -389,6 +399,9 @@ def write_windows(
 
     Returns:
         How many windows were written.
+
+    After them, the universe's latest-rows object is rewritten (``write_universe_window``),
+    or written when missing.
     """
     config = config or FeatureConfig()
     last = store.last_dates(store.features_prefix, symbols)
@@ -401,11 +414,14 @@ def write_windows(
         if s in rewritten or s not in current or current[s][0] < day.date()
     )
     if not todo:
+        if current and not store.list_keys(universe_key(store.features_prefix)):
+            write_universe_window(store, config, {})
         return 0
     # ~1.5 calendar days per session, plus holidays
     span = pd.Timedelta(days=int(config.serving_rows * 1.6) + 30)
     stale = []
     done = 0
+    fresh: dict[str, FeatureWindow] = {}
     # a chunk of symbols at a time: bounded memory, and progress while a universe is read
     for i in range(0, len(todo), _WINDOW_CHUNK):
         chunk = todo[i : i + _WINDOW_CHUNK]
@@ -421,10 +437,52 @@ def write_windows(
             )
             key = window_key(store.features_prefix, str(symbol), window.last_date)
             store.put_bytes(key, window.to_bytes())
+            fresh[str(symbol)] = window.tail(config.ranking_rows)
             prefix = key.rsplit("/", 1)[0] + "/"
             stale += [k for k in held if k.startswith(prefix) and k != key]
             done += 1
             if progress is not None:
                 progress("windows", done, len(todo))
     store.delete_keys(stale)
+    write_universe_window(store, config, fresh)
     return len(todo)
+
+
+def write_universe_window(
+    store: Store, config: FeatureConfig, fresh: dict[str, FeatureWindow]
+) -> int:
+    """Rewrite ``<features_prefix>/_universe/latest.npz``: the last ``ranking_rows`` rows of
+    every symbol's window, the market series excluded.
+
+    Args:
+        store: the data store.
+        config: ``ranking_rows``, the market symbols and the feature columns.
+        fresh: windows just written (the others are read back from the store).
+
+    Returns:
+        How many symbols the object holds (0: none, nothing written).
+    """
+    rows, market = config.ranking_rows, set(config.market.symbols)
+    names = tuple(c for c in feature_columns(config))
+    windows = {s: w.tail(rows) for s, w in fresh.items() if s not in market}
+    held = latest_keys(
+        store.features_prefix, store.list_keys(windows_prefix(store.features_prefix))
+    )
+    for symbol, (_day, key) in sorted(held.items()):
+        if symbol not in market and symbol not in windows:
+            windows[symbol] = FeatureWindow.from_bytes(store.get_bytes(key)).tail(rows)
+    # a window written under another feature configuration cannot be ranked with the others
+    stale = sorted(s for s, w in windows.items() if w.columns != names)
+    if stale:
+        logger.warning(
+            "%d window(s) have other feature columns and are left out of the universe "
+            "object until rewritten: %s",
+            len(stale),
+            ", ".join(stale[:10]),
+        )
+    kept = [w for w in windows.values() if w.columns == names and len(w)]
+    if not kept:
+        return 0
+    universe = UniverseWindow.from_windows(kept, rows)
+    store.put_bytes(universe_key(store.features_prefix), universe.to_bytes())
+    return len(kept)

@@ -29,10 +29,18 @@ class Model(Protocol):
     kind: Kind
 
     def fit(
-        self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
+        self,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        x_val: np.ndarray,
+        y_val: np.ndarray,
+        *,
+        val_groups: np.ndarray | None = None,
     ) -> Model:
         """Fit on ``x_train``/``y_train`` ``[n, H]``; ``x_val``/``y_val`` choose the iterations
-        (early stopping) and, for the ensemble, the weights."""
+        (early stopping) and, for the ensemble, the weights. ``val_groups`` (the date of each
+        validation row) makes early stopping maximise the mean daily rank IC instead of
+        minimising the squared error: a model trained to rank a universe."""
         ...
 
     def refit(self, x: np.ndarray, y: np.ndarray) -> Model:

@@ -28,7 +28,12 @@ class _ConstantReturn:
         raise NotImplementedError
 
     def fit(
-        self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
+        self,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        x_val: np.ndarray,
+        y_val: np.ndarray,
+        val_groups: np.ndarray | None = None,
     ) -> _ConstantReturn:
         self.n_features_ = int(x_train.shape[-1])
         self.bias_ = self._bias(np.asarray(y_train, dtype=np.float64))

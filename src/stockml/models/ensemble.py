@@ -125,10 +125,13 @@ class EnsembleModel:
         x_val: np.ndarray | WindowedRows,
         y_val: np.ndarray,
         on_fit: Callable[[str], None] | None = None,
+        val_groups: np.ndarray | None = None,
     ) -> EnsembleModel:
         """Fit every member (early-stopped on validation), then the weights on its forecasts.
 
-        ``on_fit(member name)`` is called after each learned member is fitted (progress).
+        ``on_fit(member name)`` is called after each learned member is fitted (progress);
+        ``val_groups`` (each validation row's date) is handed to every member (see
+        ``Model.fit``).
         """
         self.input_shape_ = tuple(int(d) for d in x_train.shape[1:])
         for name, member in self.members.items():
@@ -138,6 +141,7 @@ class EnsembleModel:
                 y_train,
                 self.member_input(member, x_val),
                 y_val,
+                val_groups=val_groups,
             )
             self.fit_seconds_[name] = time.perf_counter() - started
             if on_fit is not None and name not in BASELINE_NAMES:

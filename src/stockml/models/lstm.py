@@ -26,6 +26,7 @@ from stockml.errors import ModelError
 from stockml.model_config import LSTMConfig, RuntimeConfig
 from stockml.models.base import ONNX_INPUT, ONNX_OUTPUT, Kind
 from stockml.models.sequences import WindowedRows
+from stockml.ranking import CrossSections, mean_rank_ic
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,20 @@ def _squared_error_sum(net: Any, data: _DeviceWindows, batch: int) -> Any:
     return total
 
 
+def _predictions(net: Any, data: _DeviceWindows, batch: int) -> np.ndarray:
+    """``[n, H]`` forecasts of ``data`` (computed on the device, read back once)."""
+    import torch
+
+    net.eval()
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(data.ends), batch):
+            idx = slice(start, start + batch)
+            with _autocast(str(data.y.device)):
+                parts.append(net(data.rows[data.ends[idx, None] + data.offsets]).float())
+    return torch.cat(parts).cpu().numpy().astype(np.float64)
+
+
 def _autocast(device: str) -> Any:
     """bf16 autocast on CUDA (tensor cores, half the memory traffic); nothing on the CPU."""
     import torch
@@ -147,9 +162,12 @@ class LSTMModel:
         y_train: np.ndarray,
         x_val: np.ndarray | WindowedRows,
         y_val: np.ndarray,
+        val_groups: np.ndarray | None = None,
     ) -> LSTMModel:
         """Fit on windows ``[n, window, F]`` (an array or :class:`WindowedRows`) with early
-        stopping on ``x_val``; keeps the weights of the best epoch.
+        stopping on ``x_val``; keeps the weights of the best epoch: the lowest validation
+        loss, or with ``val_groups`` (each validation row's date) the highest mean daily rank
+        IC, averaged over the horizons.
 
         The feature rows go to the device ONCE (one tensor of every symbol's rows); each
         batch's windows are gathered there by index, never materialised on the host. On CUDA
@@ -157,7 +175,7 @@ class LSTMModel:
         scaling); the epoch's losses are summed on the device and read back once per epoch
         (early stopping needs them), never per batch.
         """
-        return self._train(x_train, y_train, (x_val, y_val), None)
+        return self._train(x_train, y_train, (x_val, y_val), None, val_groups)
 
     def refit(self, x: np.ndarray | WindowedRows, y: np.ndarray) -> LSTMModel:
         """A fresh LSTM trained on ``x``/``y`` for exactly the optimiser steps ``fit`` chose."""
@@ -171,6 +189,7 @@ class LSTMModel:
         y_train: np.ndarray,
         val: tuple[np.ndarray | WindowedRows, np.ndarray] | None,
         max_steps: int | None,
+        val_groups: np.ndarray | None = None,
     ) -> LSTMModel:
         """Early-stopped epochs on ``val``, or (``val`` None) exactly ``max_steps`` steps."""
         import torch
@@ -208,6 +227,7 @@ class LSTMModel:
             val_data = _DeviceWindows(
                 val_windows, val[1] / scale, device, rows=fit_data.same_rows(val_windows)
             )
+        sections = None if val_groups is None else CrossSections.of(val_groups)
         generator = torch.Generator().manual_seed(self.runtime.seed)
         best_loss, best_state, best_steps, stale = float("inf"), None, 0, 0
         steps, epoch = 0, 0
@@ -248,11 +268,29 @@ class LSTMModel:
             train_loss, val_loss = torch.stack(
                 [total / max(seen, 1), val_sum / max(val_data.y.numel(), 1)]
             ).tolist()
-            self.history_.append(
-                {"epoch": epoch - 1, "steps": steps, "train_loss": train_loss, "val_loss": val_loss}
-            )
-            if val_loss < best_loss - 1e-9:
-                best_loss, best_steps, stale = val_loss, steps, 0
+            record = {
+                "epoch": epoch - 1,
+                "steps": steps,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+            }
+            criterion = val_loss
+            if sections is not None and val is not None:
+                # a ranking: the mean daily rank IC of the validation forecasts (higher wins)
+                pred = _predictions(net, val_data, max(cfg.batch_size, _EVAL_BATCH))
+                ic = float(
+                    np.mean(
+                        [
+                            mean_rank_ic(pred[:, h], val[1][:, h], sections)
+                            for h in range(pred.shape[1])
+                        ]
+                    )
+                )
+                record["val_rank_ic"] = ic
+                criterion = -ic
+            self.history_.append(record)
+            if criterion < best_loss - 1e-9:
+                best_loss, best_steps, stale = criterion, steps, 0
                 best_state = _state(net)
             else:
                 stale += 1
@@ -273,7 +311,9 @@ class LSTMModel:
             device,
             len(train),
             self.steps_,
-            "" if val is None else f", best val loss {best_loss:.4f}",
+            ""
+            if val is None
+            else f", best val {'-rank IC' if sections is not None else 'loss'} {best_loss:.4f}",
         )
         return self
 

@@ -6,6 +6,11 @@ branch than the native model did (LightGBM keeps float64 thresholds: trained on 
 features, one row in 5,000 came out 0.85 off in ONNX). Early stopping picks the number of
 trees on the validation slice; the exported and native models are truncated to that number,
 so they hold the same trees, and ``refit`` grows that many trees per horizon on more data.
+
+Early stopping minimises the validation MSE, or, given ``val_groups`` (the date of each
+validation row: a universe trained to rank), maximises the validation slice's mean daily rank
+IC (``stockml.ranking.mean_rank_ic``). The training matrix is binned once and shared by the
+boosters of every horizon (only the label changes).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from stockml.errors import ModelError
 from stockml.model_config import LightGBMConfig, RuntimeConfig, XGBoostConfig
 from stockml.models.base import Kind
 from stockml.models.onnx_utils import stack_horizons
+from stockml.ranking import CrossSections, mean_rank_ic
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +81,16 @@ class XGBoostModel:
         self.n_features_: int | None = None
 
     def fit(
-        self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
+        self,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        x_val: np.ndarray,
+        y_val: np.ndarray,
+        val_groups: np.ndarray | None = None,
     ) -> XGBoostModel:
-        """One booster per horizon, early-stopped on ``x_val``."""
-        return self._train(x_train, y_train, (x_val, y_val), None)
+        """One booster per horizon, early-stopped on ``x_val`` (on its mean daily rank IC when
+        ``val_groups`` dates its rows)."""
+        return self._train(x_train, y_train, (x_val, y_val), None, val_groups)
 
     def refit(self, x: np.ndarray, y: np.ndarray) -> XGBoostModel:
         """Fresh boosters on ``x``/``y`` with the tree counts ``fit`` chose per horizon."""
@@ -92,24 +104,41 @@ class XGBoostModel:
         y_train: np.ndarray,
         val: tuple[np.ndarray, np.ndarray] | None,
         rounds: list[int] | None,
+        val_groups: np.ndarray | None = None,
     ) -> XGBoostModel:
         import xgboost as xgb
 
         self.n_features_ = int(x_train.shape[1])
         self.boosters_ = []
+        train = xgb.DMatrix(x_train)
+        dval = None if val is None else xgb.DMatrix(val[0])
+        sections = None if val_groups is None else CrossSections.of(val_groups)
+        params = dict(self.params)
+        if sections is not None:
+            params["disable_default_eval_metric"] = 1
         for h in range(y_train.shape[1]):
-            train = xgb.DMatrix(x_train, label=y_train[:, h])
-            if val is None:
+            train.set_label(y_train[:, h])
+            if val is None or dval is None:
                 assert rounds is not None
-                booster = xgb.train(self.params, train, num_boost_round=rounds[h])
+                booster = xgb.train(params, train, num_boost_round=rounds[h])
             else:
+                dval.set_label(val[1][:, h])
+                ranked: dict[str, Any] = {}
+                if sections is not None:
+                    outcome = val[1][:, h]
+
+                    def rank_ic(predt: np.ndarray, _m: Any, outcome: np.ndarray = outcome) -> Any:
+                        return "rank_ic", mean_rank_ic(predt, outcome, sections)
+
+                    ranked = {"custom_metric": rank_ic, "maximize": True}
                 booster = xgb.train(
-                    self.params,
+                    params,
                     train,
                     num_boost_round=self.config.n_estimators,
-                    evals=[(xgb.DMatrix(val[0], label=val[1][:, h]), "val")],
+                    evals=[(dval, "val")],
                     early_stopping_rounds=self.config.early_stopping_rounds,
                     verbose_eval=False,
+                    **ranked,
                 )
                 # keep only the trees early stopping chose: native and ONNX then agree
                 booster = booster[: booster.best_iteration + 1]
@@ -185,31 +214,61 @@ class LightGBMModel:
         # trees per horizon that early stopping chose: what ``refit`` trains
         self.iterations_: list[int] = []
         self.n_features_: int | None = None
+        # (the training array, its binned Dataset, the validation Dataset) while fitting
+        self._data: tuple[Any, Any, Any] | None = None
 
     def _booster(
-        self, x: np.ndarray, y: np.ndarray, val: tuple[np.ndarray, np.ndarray] | None, rounds: int
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        val: tuple[np.ndarray, np.ndarray] | None,
+        rounds: int,
+        sections: CrossSections | None = None,
     ) -> Any:
         import lightgbm as lgb
 
-        train = lgb.Dataset(x, label=y, free_raw_data=False)
-        if val is None:
+        if self._data is None or self._data[0] is not x:
+            # binned once, shared by every horizon's booster (only the label changes)
+            train = lgb.Dataset(x, label=y, free_raw_data=False)
+            valid = None if val is None else lgb.Dataset(val[0], val[1], reference=train)
+            self._data = (x, train, valid)
+        _x, train, valid = self._data
+        train.set_label(y)
+        if val is None or valid is None:
             return lgb.train(self.params, train, num_boost_round=rounds)
+        valid.set_label(val[1])
+        params, ranked = dict(self.params), dict[str, Any]()
+        if sections is not None:
+            outcome = val[1]
+            params["metric"] = "None"
+
+            def rank_ic(preds: np.ndarray, _data: Any) -> tuple[str, float, bool]:
+                return "rank_ic", mean_rank_ic(preds, outcome, sections), True
+
+            ranked = {"feval": rank_ic}
         booster = lgb.train(
-            self.params,
+            params,
             train,
             num_boost_round=rounds,
-            valid_sets=[lgb.Dataset(val[0], label=val[1], reference=train)],
+            valid_sets=[valid],
             callbacks=[lgb.early_stopping(self.config.early_stopping_rounds, verbose=False)],
+            **ranked,
         )
         best = booster.best_iteration or booster.num_trees()
         # keep only the trees early stopping chose: native and ONNX then agree
         return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
 
     def fit(
-        self, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray
+        self,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        x_val: np.ndarray,
+        y_val: np.ndarray,
+        val_groups: np.ndarray | None = None,
     ) -> LightGBMModel:
-        """One booster per horizon, early-stopped on ``x_val``."""
-        return self._train(x_train, y_train, (x_val, y_val), None)
+        """One booster per horizon, early-stopped on ``x_val`` (on its mean daily rank IC when
+        ``val_groups`` dates its rows)."""
+        return self._train(x_train, y_train, (x_val, y_val), None, val_groups)
 
     def refit(self, x: np.ndarray, y: np.ndarray) -> LightGBMModel:
         """Fresh boosters on ``x``/``y`` with the tree counts ``fit`` chose per horizon."""
@@ -223,24 +282,29 @@ class LightGBMModel:
         y_train: np.ndarray,
         val: tuple[np.ndarray, np.ndarray] | None,
         rounds: list[int] | None,
+        val_groups: np.ndarray | None = None,
     ) -> LightGBMModel:
         import lightgbm as lgb
 
         self.n_features_ = int(x_train.shape[1])
         self.boosters_ = []
+        sections = None if val_groups is None else CrossSections.of(val_groups)
+        x_train = np.ascontiguousarray(x_train, np.float32)
         for h in range(y_train.shape[1]):
             y_val = None if val is None else (val[0], val[1][:, h])
             n = self.config.n_estimators if rounds is None else rounds[h]
             try:
-                booster = self._booster(x_train, y_train[:, h], y_val, n)
+                booster = self._booster(x_train, y_train[:, h], y_val, n, sections)
             except lgb.basic.LightGBMError as exc:
                 if self.params["device_type"] == "cpu":
                     raise ModelError(f"lightgbm failed: {exc}") from exc
                 # a wheel without GPU support: CPU gives the same model family, just slower
                 logger.warning("lightgbm %s unavailable (%s); using cpu", self.device, exc)
                 self.params["device_type"] = self.device = "cpu"
-                booster = self._booster(x_train, y_train[:, h], y_val, n)
+                self._data = None
+                booster = self._booster(x_train, y_train[:, h], y_val, n, sections)
             self.boosters_.append(booster)
+        self._data = None
         self.iterations_ = [int(b.num_trees()) for b in self.boosters_]
         logger.info("lightgbm trees per horizon: %s", self.iterations_)
         return self
