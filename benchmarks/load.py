@@ -3,14 +3,17 @@
     python benchmarks/load.py [--seconds 60] [--workers 4] [--connections 32]
 
 The app is the one the Lambda serves (``functions/api/app.py``), run by ``uvicorn --workers N``
-on 127.0.0.1, reading a real small bundle (tests/utils/serving_bundle.py: Ridge + LSTM, ONNX)
-and its feature windows from a local moto_server; no API key, no rate limit. The load comes
+on 127.0.0.1, reading a real small bundle and its feature windows from a local moto_server; no
+API key, no rate limit. ``POST /predict/MSFT`` is served from the MSFT bundle of the tests
+(tests/utils/serving_bundle.py: Ridge + LSTM, ONNX); ``GET /rankings?top=10`` from a global
+bundle trained here on 25 synthetic stocks (tests/utils/universe_bundle.py: rank target, LSTM
+and XGBoost), in a second bucket and a second server. The load comes
 from ``wrk`` (``apt-get install wrk``; keep-alive connections, every request's latency) when it
 is installed, else from a Python keep-alive client that measures the same figures (it drives
 fewer requests per second from the same cores).
 
-Endpoints: ``POST /predict/MSFT`` (``{"days": 3}``), then ``GET /rankings`` when the API
-answers it with 200 (otherwise it is skipped and the reason printed). Each gets a warm-up,
+Endpoints: ``POST /predict/MSFT`` (``{"days": 3}``), then ``GET /rankings?top=10`` (an endpoint
+that does not answer 200 is skipped and the reason printed). Each gets a warm-up,
 then ``--seconds`` of load. Figures per endpoint: requests per second, p50 and p99 latency,
 failed requests (non-2xx answers, socket errors, timeouts). Goal: 0 failed requests. The load
 generator shares the machine with the server: on a small machine both compete for its cores.
@@ -45,7 +48,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the bundle builder shared with the te
 from stockml.local import free_port, start_moto_server, wait_http  # noqa: E402
 
 PREDICT = ("POST", "/predict/MSFT", b'{"days": 3}')
-RANKINGS = ("GET", "/rankings", b"")
+RANKINGS = ("GET", "/rankings?top=10", b"")
 
 # wrk reports through this script: the request to send, and one JSON line at the end
 _WRK_SCRIPT = """
@@ -222,6 +225,7 @@ def main() -> None:
 
     from stockml.storage import Store
     from utils.serving_bundle import build_bundle, publish
+    from utils.universe_bundle import build_universe_bundle
 
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -231,20 +235,28 @@ def main() -> None:
     s3 = start_moto_server()
     try:
         bucket = f"load-{uuid.uuid4().hex[:8]}"
-        boto3.client("s3", endpoint_url=s3.url, region_name="us-east-1").create_bucket(
-            Bucket=bucket
-        )
+        universe_bucket = f"load-{uuid.uuid4().hex[:8]}"
+        for name in (bucket, universe_bucket):
+            boto3.client("s3", endpoint_url=s3.url, region_name="us-east-1").create_bucket(
+                Bucket=name
+            )
         with tempfile.TemporaryDirectory() as tmp:
             publish(Store(bucket, endpoint_url=s3.url), build_bundle(Path(tmp) / "bundle"))
+            publish(
+                Store(universe_bucket, endpoint_url=s3.url),
+                build_universe_bundle(Path(tmp) / "universe"),
+            )
         env = {
-            "STOCKML_STORE__BUCKET": bucket,
             "STOCKML_STORE__ENDPOINT_URL": s3.url,
             "STOCKML_API__RATE_LIMIT_PER_MINUTE": "0",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
         results: dict[str, Any] = {}
-        with api_server(env, args.workers) as url:
-            for name, request in (("predict", PREDICT), ("rankings", RANKINGS)):
+        for name, request, store in (
+            ("predict", PREDICT, bucket),
+            ("rankings", RANKINGS, universe_bucket),
+        ):
+            with api_server({**env, "STOCKML_STORE__BUCKET": store}, args.workers) as url:
                 why = probe(url, request)
                 if why is not None:
                     results[name] = {"skipped": why}
