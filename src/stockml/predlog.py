@@ -42,6 +42,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import math
 import signal
 import threading
 import time
@@ -80,36 +81,55 @@ def incoming_key(prefix: str, as_of: date, writer: str, seq: int) -> str:
     return f"{incoming_prefix(prefix, as_of)}{writer}-{seq:08d}.jsonl"
 
 
-def forecast_records(
-    forecast: Forecast, request_id: str, served_at: str, endpoint: str
-) -> list[dict[str, Any]]:
-    """The records of one served forecast: one per model and horizon it carried."""
+def _number(value: float | None) -> str:
+    """A float as ``json.dumps`` writes it (``NaN``/``Infinity`` included), None as null."""
+    if value is None:
+        return "null"
+    return repr(value) if math.isfinite(value) else json.dumps(value)
+
+
+def forecast_lines(
+    forecast: Forecast,
+    request_id: str,
+    served_at: str,
+    endpoint: str,
+    writer_id: str,
+    first: int,
+) -> list[str]:
+    """The JSON lines of one served forecast: one record per model and horizon (the fields in
+    the module's docstring), ``record_id`` = ``<writer_id>-<n>`` with n counting from
+    ``first``. Written without building a dict per record: the fields a forecast or a model
+    shares are encoded once. This runs in the
+    API's background thread for every served forecast, so its cost is the log's share of the
+    CPU under load (``benchmarks/serve.py``)."""
+    shared = (
+        f'"request_id":{json.dumps(request_id)},"served_at":{json.dumps(served_at)},'
+        f'"endpoint":{json.dumps(endpoint)},"symbol":{json.dumps(forecast.symbol)},'
+        f'"model_version":{json.dumps(forecast.model_version)},'
+        f'"as_of":"{forecast.last_date.isoformat()}",'
+        f'"last_close":{_number(float(forecast.last_close))},'
+        f'"data_age_sessions":{json.dumps(forecast.age_sessions)},'
+        f'"stale":{"true" if forecast.stale else "false"},'
+    )
+    targets = [f'"{d.isoformat()}"' for d in forecast.dates]
     out = []
+    n = first
     for name, f in forecast.models.items():
-        for h in range(len(f.prices)):
+        head = "{" + shared + f'"model":{json.dumps(name)},"level":{json.dumps(f.level)},'
+        prices, returns = f.prices.tolist(), f.log_returns.tolist()
+        lower = None if f.lower is None else f.lower.tolist()
+        upper = None if f.upper is None else f.upper.tolist()
+        for h in range(len(prices)):
+            target = targets[h] if h < len(targets) else "null"
+            low = "null" if lower is None else _number(lower[h])
+            high = "null" if upper is None else _number(upper[h])
             out.append(
-                {
-                    "request_id": request_id,
-                    "served_at": served_at,
-                    "endpoint": endpoint,
-                    "symbol": forecast.symbol,
-                    "model_version": forecast.model_version,
-                    "model": name,
-                    "as_of": forecast.last_date.isoformat(),
-                    "horizon": h + 1,
-                    "target_date": forecast.dates[h].isoformat()
-                    if h < len(forecast.dates)
-                    else None,
-                    "last_close": float(forecast.last_close),
-                    "predicted_close": float(f.prices[h]),
-                    "predicted_log_return": float(f.log_returns[h]),
-                    "lower": None if f.lower is None else float(f.lower[h]),
-                    "upper": None if f.upper is None else float(f.upper[h]),
-                    "level": f.level,
-                    "data_age_sessions": forecast.age_sessions,
-                    "stale": bool(forecast.stale),
-                }
+                f'{head}"horizon":{h + 1},"target_date":{target},'
+                f'"predicted_close":{_number(prices[h])},'
+                f'"predicted_log_return":{_number(returns[h])},'
+                f'"lower":{low},"upper":{high},"record_id":"{writer_id}-{n}"}}'
             )
+            n += 1
     return out
 
 
@@ -130,7 +150,7 @@ class PredictionLog:
         self,
         writer: ObjectWriter,
         prefix: str = "predictions",
-        max_records: int = 500,
+        max_records: int = 5000,
         max_age_s: float = 60.0,
         max_pending: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
@@ -147,6 +167,7 @@ class PredictionLog:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one flush at a time: batches keep their order
         self._buffer: list[tuple[Forecast, str, str, float]] = []
+        self._buffered = 0  # the records of the buffered forecasts
         self._oldest: float | None = None
         self._pending: list[tuple[str, bytes, int]] = []  # (key, body, records) to PUT
         self._objects = 0
@@ -169,10 +190,11 @@ class PredictionLog:
             if self._closed:
                 return
             self._buffer.append((forecast, request_id or "", endpoint, served))
+            self._buffered += sum(len(f.prices) for f in forecast.models.values())
             if self._oldest is None:
                 self._oldest = self._clock()
             self.recorded += 1
-            due = len(self._buffer) >= self.max_records
+            due = self._buffered >= self.max_records
             start = self._background and self._thread is None
             if start:
                 self._thread = threading.Thread(
@@ -190,7 +212,7 @@ class PredictionLog:
         """True when the buffer should be flushed now (size or age)."""
         with self._lock:
             return bool(self._buffer) and (
-                len(self._buffer) >= self.max_records
+                self._buffered >= self.max_records
                 or (self._oldest is not None and self._clock() - self._oldest >= self.max_age_s)
             )
 
@@ -204,6 +226,7 @@ class PredictionLog:
         with self._flush_lock:
             with self._lock:
                 items, self._buffer, self._oldest = self._buffer, [], None
+                self._buffered = 0
             batches = self._serialise(items)
             with self._lock:
                 self._pending.extend(batches)
@@ -217,10 +240,11 @@ class PredictionLog:
         for forecast, request_id, endpoint, served in items:
             served_at = datetime.fromtimestamp(served, UTC).isoformat()
             lines = by_day.setdefault(forecast.last_date, [])
-            for record in forecast_records(forecast, request_id, served_at, endpoint):
-                self._records += 1
-                record["record_id"] = f"{self.writer_id}-{self._records}"
-                lines.append(json.dumps(record, separators=(",", ":")))
+            first = self._records + 1
+            lines.extend(
+                forecast_lines(forecast, request_id, served_at, endpoint, self.writer_id, first)
+            )
+            self._records = first - 1 + sum(len(f.prices) for f in forecast.models.values())
         batches = []
         for day in sorted(by_day):
             self._objects += 1
@@ -298,8 +322,7 @@ class PredictionLog:
     def waiting(self) -> int:
         """Records buffered or waiting for a retried PUT."""
         with self._lock:
-            buffered = sum(len(f.models) * len(f.dates) for f, *_ in self._buffer)
-            return buffered + sum(n for _k, _b, n in self._pending)
+            return self._buffered + sum(n for _k, _b, n in self._pending)
 
     def stats(self) -> dict[str, int]:
         """Forecasts recorded, records written and dropped, failed PUTs."""

@@ -154,7 +154,7 @@ class ApiSettings(BaseModel):
     # record every served forecast to <predictions_prefix>/ (stockml.predlog), flushed in the
     # background once this many records wait or the oldest is this old
     log_predictions: bool = True
-    log_flush_records: int = Field(default=500, ge=1)
+    log_flush_records: int = Field(default=5000, ge=1)
     log_flush_seconds: float = Field(default=60.0, gt=0)
     # how long a container reuses what the monitor published (/monitoring, live /metrics)
     monitoring_ttl_s: float = 300.0

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import threading
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pytest
 
 from stockml.errors import StoreError
 from stockml.inference import Forecast, ModelForecast
-from stockml.predlog import PredictionLog, forecast_records, incoming_prefix
+from stockml.predlog import PredictionLog, forecast_lines, incoming_prefix
 
 
 class Bucket:
@@ -53,7 +54,10 @@ def lines(data: bytes) -> list[dict]:
 
 
 def test_a_record_is_one_served_model_and_horizon() -> None:
-    records = forecast_records(forecast(), "req-1", "2026-01-01T00:00:00+00:00", "predict")
+    served = "2026-01-01T00:00:00+00:00"
+    records = [
+        json.loads(x) for x in forecast_lines(forecast(), "req-1", served, "predict", "w", 1)
+    ]
     assert len(records) == 4  # 2 models x 2 days
     first = records[0]
     assert first["model"] == "ensemble" and first["horizon"] == 1
@@ -91,17 +95,18 @@ def test_records_wait_in_memory_until_a_flush_writes_one_object_per_as_of_date()
 def test_a_flush_is_due_by_size_or_age() -> None:
     now = [0.0]
     log = PredictionLog(
-        Bucket(), max_records=3, max_age_s=60, clock=lambda: now[0], background=False
+        Bucket(), max_records=5, max_age_s=60, clock=lambda: now[0], background=False
     )
     assert not log.due()
-    log.record(forecast(), "a")
+    log.record(forecast(), "a")  # 4 records: 2 models x 2 days
     assert not log.due()
     now[0] = 60.0  # the oldest record is a minute old
     assert log.due()
     log.flush()
-    for i in range(3):
-        log.record(forecast(), str(i))
-    assert log.due()  # three records wait
+    log.record(forecast(), "b")
+    assert not log.due()
+    log.record(forecast(), "c")
+    assert log.due()  # 8 records wait
 
 
 def test_the_background_thread_flushes_a_full_buffer() -> None:
@@ -160,3 +165,69 @@ def test_close_writes_what_is_left() -> None:
     assert log.written == 4
     log.record(forecast(), "late")  # after close: ignored, not lost silently in a thread
     assert log.recorded == 1
+
+
+def forecast_records(
+    forecast: Forecast, request_id: str, served_at: str, endpoint: str
+) -> list[dict[str, Any]]:
+    """The oracle: one served forecast's records built field by field as dicts."""
+    out = []
+    for name, f in forecast.models.items():
+        for h in range(len(f.prices)):
+            out.append(
+                {
+                    "request_id": request_id,
+                    "served_at": served_at,
+                    "endpoint": endpoint,
+                    "symbol": forecast.symbol,
+                    "model_version": forecast.model_version,
+                    "model": name,
+                    "as_of": forecast.last_date.isoformat(),
+                    "horizon": h + 1,
+                    "target_date": forecast.dates[h].isoformat()
+                    if h < len(forecast.dates)
+                    else None,
+                    "last_close": float(forecast.last_close),
+                    "predicted_close": float(f.prices[h]),
+                    "predicted_log_return": float(f.log_returns[h]),
+                    "lower": None if f.lower is None else float(f.lower[h]),
+                    "upper": None if f.upper is None else float(f.upper[h]),
+                    "level": f.level,
+                    "data_age_sessions": forecast.age_sessions,
+                    "stale": bool(forecast.stale),
+                }
+            )
+    return out
+
+
+@pytest.mark.parametrize("request_id", ["req-1", "", 'a "quoted" \\ id\n', "r\u00e9q-\u2603"])
+def test_the_lines_are_the_records_built_as_dicts(request_id: str) -> None:
+    # GIVEN forecasts with and without bands, a NaN and an infinite price, stale and not
+    plain = forecast(days=3)
+    odd = Forecast(
+        "BRK-B",
+        "v2",
+        date(2017, 11, 10),
+        250.5,
+        plain.dates,
+        {
+            "lstm": ModelForecast(
+                log_returns=np.array([0.01, float("nan"), -0.02]),
+                prices=np.array([251.0, float("inf"), 245.0]),
+                lower=None,
+                upper=None,
+                level=None,
+            )
+        },
+        age_sessions=None,
+        stale=True,
+    )
+    for f in (plain, odd):
+        # WHEN the log writes its lines
+        lines = forecast_lines(f, request_id, "2026-01-01T00:00:00+00:00", "plot", "abc", 7)
+        # THEN each parses to the record the dict-built oracle gives, with its record id
+        expected = forecast_records(f, request_id, "2026-01-01T00:00:00+00:00", "plot")
+        parsed = [json.loads(line) for line in lines]
+        ids = [r.pop("record_id") for r in parsed]
+        assert ids == [f"abc-{n}" for n in range(7, 7 + len(expected))]
+        assert json.dumps(parsed, sort_keys=True) == json.dumps(expected, sort_keys=True)
