@@ -24,7 +24,7 @@ from stockml.monitoring.predictions import read_log
 from stockml.monitoring.results import live_key, status_key
 from stockml.settings import StoreSettings
 from stockml.storage import Store
-from utils.api_fixtures import API_KEY, new_bucket
+from utils.api_fixtures import API_KEY, ENDPOINTS, new_bucket
 from utils.lambda_context import LambdaContext, context_source
 from utils.serving_bundle import BuiltBundle, publish
 from utils.universe_bundle import DELISTED, UNTRAINED
@@ -33,18 +33,6 @@ REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
 
 pytestmark = pytest.mark.integration
-
-ENDPOINTS = [
-    "root",
-    "health",
-    "version",
-    "symbols",
-    "predict",
-    "plot",
-    "metrics",
-    "metrics_prom",
-    "monitoring",
-]
 
 
 def event(name: str, version: str) -> dict[str, Any]:

@@ -16,24 +16,13 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from stockml.settings import StoreSettings
-from utils.api_fixtures import API_KEY
+from utils.api_fixtures import API_KEY, ENDPOINTS
 from utils.lambda_artefact import closure
 from utils.lambda_context import context_source
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-ENDPOINTS = [
-    "root",
-    "health",
-    "version",
-    "symbols",
-    "predict",
-    "plot",
-    "metrics",
-    "metrics_prom",
-    "monitoring",
-]
 # the Lambda Python runtime ships the AWS SDK (Powertools imports botocore's top package)
 LAMBDA_RUNTIME = {
     "boto3",

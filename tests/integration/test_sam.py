@@ -14,13 +14,14 @@ import tomllib
 from datetime import date
 from importlib.metadata import distribution
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from stockml.local import LocalServer
 from stockml.settings import StoreSettings
 from stockml.storage import Store
-from utils.api_fixtures import API_KEY, new_bucket
+from utils.api_fixtures import API_KEY, ENDPOINTS, new_bucket
 from utils.lambda_artefact import (
     REPO,
     SAM,
@@ -61,17 +62,6 @@ pytestmark = [
     ),
 ]
 
-ENDPOINTS = [
-    "root",
-    "health",
-    "version",
-    "symbols",
-    "predict",
-    "plot",
-    "metrics",
-    "metrics_prom",
-    "monitoring",
-]
 HEAVY = ["pandas", "pyarrow", "boto3", "botocore", "awswrangler", "torch", "xgboost", "mlflow"]
 
 
@@ -147,35 +137,46 @@ def test_the_built_zip_serves_every_endpoint_in_a_bare_interpreter(
         print(json.dumps({{"statuses": statuses, "outside": outside}}))
         """
     )
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "STOCKML_CONFIG_DIR": variables["Variables"]["STOCKML_CONFIG_DIR"].replace(
+    # WHEN a fresh interpreter without site-packages (-S) imports the handler and serves
+    result = run_bare(
+        api_python,
+        code,
+        serving_store,
+        STOCKML_CONFIG_DIR=variables["Variables"]["STOCKML_CONFIG_DIR"].replace(
             "/var/task", str(function)
         ),
-        "STOCKML_STORE__BUCKET": serving_store.bucket,
-        "STOCKML_STORE__ENDPOINT_URL": str(serving_store.endpoint_url),
-        "STOCKML_API_KEY": API_KEY,
-        "STOCKML_API__RATE_LIMIT_PER_MINUTE": "0",
-        # Lambda puts the function role's credentials in the environment
+        STOCKML_API_KEY=API_KEY,
+        STOCKML_API__RATE_LIMIT_PER_MINUTE="0",
+    )
+    # THEN every endpoint answers 200, from modules of the zip, the layer and the stdlib only
+    assert result["statuses"] == dict.fromkeys(ENDPOINTS, 200)
+    assert result["outside"] == []
+
+
+def run_bare(python: Path, code: str, store: StoreSettings, **variables: str) -> Any:
+    """Run ``code`` in ``python -S`` (no site-packages, as on Lambda) against ``store``, with
+    the credentials Lambda puts in a function's environment; returns its last printed line,
+    parsed as JSON."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "STOCKML_STORE__BUCKET": store.bucket,
+        "STOCKML_STORE__ENDPOINT_URL": str(store.endpoint_url),
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
+        **variables,
     }
-    # WHEN a fresh interpreter without site-packages (-S) imports the handler and serves
     out = subprocess.run(  # noqa: S603 - fixed argv
-        [str(api_python), "-S", "-c", code],
+        [str(python), "-S", "-c", code],
         capture_output=True,
         text=True,
         check=False,
         cwd=REPO,
         env=env,
-        timeout=120,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    # THEN every endpoint answers 200, from modules of the zip, the layer and the stdlib only
-    assert result["statuses"] == dict.fromkeys(ENDPOINTS, 200)
-    assert result["outside"] == []
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _layer_stand_in(folder: Path, python: Path) -> Path:
@@ -225,27 +226,9 @@ def test_the_data_zips_leave_the_data_stack_to_the_layer_and_run(
         print(json.dumps(features.lambda_handler(event, context)))
         """
     )
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "STOCKML_STORE__BUCKET": store_settings.bucket,
-        "STOCKML_STORE__ENDPOINT_URL": str(store_settings.endpoint_url),
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
     # WHEN a bare interpreter imports the ingest handler and runs the features handler
-    out = subprocess.run(  # noqa: S603 - fixed argv
-        [str(python), "-S", "-c", code],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-        env=env,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
+    report = run_bare(python, code, store_settings)
     # THEN the features of MSFT are written
-    report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["rows"]["MSFT"] > 0, report
 
 
@@ -284,27 +267,8 @@ def test_the_monitor_zip_scores_a_replay_without_scipy(
         print(json.dumps({{"summary": summary, "scipy": "scipy" in sys.modules}}))
         """
     )
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "STOCKML_STORE__BUCKET": store_settings.bucket,
-        "STOCKML_STORE__ENDPOINT_URL": str(store_settings.endpoint_url),
-        "POWERTOOLS_METRICS_NAMESPACE": "stockml",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
     # WHEN a bare python3.12 runs the monitor handler on the manual event
-    out = subprocess.run(  # noqa: S603 - fixed argv
-        [str(python), "-S", "-c", code],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-        env=env,
-        timeout=300,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_bare(python, code, store_settings, POWERTOOLS_METRICS_NAMESPACE="stockml")
     # THEN it scored the replay, published its status, and imported no SciPy
     assert result["scipy"] is False
     assert result["summary"]["run_date"] == "2017-11-10"

@@ -21,6 +21,18 @@ from utils.serving_bundle import BuiltBundle, build_bundle, publish, swapped_gra
 from utils.universe_bundle import build_universe_bundle
 
 API_KEY = "local-test-key"  # the key the events in events/api_*.json carry
+# the endpoints with an event in events/api_<name>_v1.json and _v2.json, each answered 200
+ENDPOINTS = [
+    "root",
+    "health",
+    "version",
+    "symbols",
+    "predict",
+    "plot",
+    "metrics",
+    "metrics_prom",
+    "monitoring",
+]
 
 
 @pytest.fixture(scope="session")
