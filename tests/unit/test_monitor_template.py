@@ -6,29 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from utils.cfn import read_template, s3_access
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 
 
-class _Loader(yaml.SafeLoader):
-    """Keeps CloudFormation short tags (!Ref, !Sub, !If ...) as {tag: value}."""
-
-
-def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        return {suffix: loader.construct_scalar(node)}
-    if isinstance(node, yaml.SequenceNode):
-        return {suffix: loader.construct_sequence(node, deep=True)}
-    return {suffix: loader.construct_mapping(node, deep=True)}  # type: ignore[arg-type]
-
-
-_Loader.add_multi_constructor("!", _tag)
-
-
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    return yaml.load(TEMPLATE.read_text(), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    return read_template(TEMPLATE)
 
 
 def _minutes(properties: dict[str, Any]) -> tuple[int, str]:
@@ -57,22 +43,7 @@ def test_the_monitor_runs_after_the_features_job_on_the_same_days(template: dict
 
 
 def test_the_monitor_s3_access_is_least_privilege(template: dict[str, Any]) -> None:
-    by_action: dict[str, set[str]] = {}
-    for statement in _statements(template["Resources"]["MonitorFunction"]["Properties"]):
-        if "If" in statement:
-            continue
-        actions = (
-            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        )
-        resources = (
-            statement["Resource"]
-            if isinstance(statement["Resource"], list)
-            else [statement["Resource"]]
-        )
-        for action in actions:
-            by_action.setdefault(action, set()).update(
-                r["Sub"] if "Sub" in r else str(r) for r in resources
-            )
+    by_action = s3_access(_statements(template["Resources"]["MonitorFunction"]["Properties"]))
     arn = "${DataBucket.Arn}"
     # THEN it reads the data, the models and its own outputs ...
     assert by_action["s3:GetObject"] == {

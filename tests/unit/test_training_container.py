@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from utils.cfn import read_template
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "training" / "Dockerfile"
 
@@ -62,9 +64,7 @@ def test_batch_job_definition_passes_cfn_lint_and_asks_for_a_gpu():
 
     # THEN it is clean and the container asks for one GPU and gets the store bucket
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    loader = yaml.SafeLoader
-    loader.add_multi_constructor("!", lambda _loader, _suffix, node: None)
-    body = yaml.load(template.read_text(), Loader=loader)  # noqa: S506 - SafeLoader subclass
+    body = read_template(template)
     container = body["Resources"]["TrainingJobDefinition"]["Properties"]["ContainerProperties"]
     assert {r["Type"] for r in container["ResourceRequirements"]} == {"VCPU", "MEMORY", "GPU"}
     assert "STOCKML_STORE__BUCKET" in {e["Name"] for e in container["Environment"]}
@@ -84,9 +84,7 @@ def test_job_entry_point_answers_help_on_cpu():
 
 def test_training_role_is_limited_to_its_prefixes():
     # GIVEN the training role's S3 statements (short tags kept as {tag: value})
-    loader = type("CfnLoader", (yaml.SafeLoader,), {})
-    loader.add_multi_constructor("!", lambda ld, suffix, node: {suffix: ld.construct_scalar(node)})
-    body = yaml.load((REPO / "infra" / "training-batch.yaml").read_text(), Loader=loader)  # noqa: S506
+    body = read_template(REPO / "infra" / "training-batch.yaml")
     (policy,) = body["Resources"]["TrainingJobRole"]["Properties"]["Policies"]
     statements = policy["PolicyDocument"]["Statement"]
     bucket = "arn:${AWS::Partition}:s3:::${BucketName}"

@@ -6,29 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from utils.cfn import read_template
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """SafeLoader keeping CloudFormation short tags (!Ref, !Sub ...) as ``{tag: value}``."""
-
-
-def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        return {suffix: loader.construct_scalar(node)}
-    if isinstance(node, yaml.SequenceNode):
-        return {suffix: loader.construct_sequence(node, deep=True)}
-    return {suffix: loader.construct_mapping(node, deep=True)}  # type: ignore[arg-type]
-
-
-_CfnLoader.add_multi_constructor("!", _tag)
-
-
 @pytest.fixture(scope="module")
 def resources() -> dict[str, Any]:
-    template = yaml.load((REPO / "template.yaml").read_text(), Loader=_CfnLoader)  # noqa: S506
+    template = read_template(REPO / "template.yaml")
     return template["Resources"]
 
 

@@ -6,30 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from utils.cfn import read_template, s3_access
 
 TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
 
 
-class _Loader(yaml.SafeLoader):
-    """Keeps CloudFormation short tags (!Ref, !Sub, !GetAtt ...) as {tag: value}."""
-
-
-_Loader.add_multi_constructor(
-    "!",
-    lambda loader, suffix, node: {
-        suffix: loader.construct_scalar(node)
-        if isinstance(node, yaml.ScalarNode)
-        else loader.construct_sequence(node)
-    },
-)
-
-
 @pytest.fixture(scope="module")
 def function() -> dict[str, Any]:
-    return yaml.load(TEMPLATE.read_text(), Loader=_Loader)["Resources"]["FeaturesFunction"][
-        "Properties"
-    ]  # noqa: S506
+    return read_template(TEMPLATE)["Resources"]["FeaturesFunction"]["Properties"]
 
 
 def _cron(properties: dict[str, Any]) -> tuple[int, int, str]:
@@ -44,9 +29,7 @@ def _cron(properties: dict[str, Any]) -> tuple[int, int, str]:
 
 def test_features_run_thirty_minutes_after_ingestion(function: dict[str, Any]) -> None:
     # GIVEN both schedules
-    ingest = yaml.load(TEMPLATE.read_text(), Loader=_Loader)["Resources"]["IngestFunction"][
-        "Properties"
-    ]  # noqa: S506
+    ingest = read_template(TEMPLATE)["Resources"]["IngestFunction"]["Properties"]
     # WHEN / THEN the features run on the same weekdays, 30 minutes later
     ih, im, iw = _cron(ingest)
     fh, fm, fw = _cron(function)
@@ -59,20 +42,7 @@ def test_features_run_thirty_minutes_after_ingestion(function: dict[str, Any]) -
 def test_features_s3_access_is_least_privilege(function: dict[str, Any]) -> None:
     # GIVEN the inline S3 statements
     statements = [s for p in function["Policies"] if "Statement" in p for s in p["Statement"]]
-    by_action: dict[str, set[str]] = {}
-    for statement in statements:
-        actions = (
-            statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        )
-        resources = (
-            statement["Resource"]
-            if isinstance(statement["Resource"], list)
-            else [statement["Resource"]]
-        )
-        for action in actions:
-            by_action.setdefault(action, set()).update(
-                r["Sub"] if "Sub" in r else str(r) for r in resources
-            )
+    by_action = s3_access(statements)
     # THEN it reads raw/, news/ and features/, and writes or deletes under features/ only
     assert by_action["s3:GetObject"] == {
         "${DataBucket.Arn}/raw/*",
