@@ -249,7 +249,7 @@ def main() -> None:
         env = {
             "STOCKML_STORE__ENDPOINT_URL": s3.url,
             "STOCKML_API__RATE_LIMIT_PER_MINUTE": "0",
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "STOCKML_API__LOG_LEVEL": "WARNING",
         }
         results: dict[str, Any] = {}
         for name, request, store in (

@@ -952,7 +952,7 @@ def serve(
     settings = _settings()
     if bundle_dir:
         settings.api.bundle_dir = bundle_dir
-    configure_json_logging()
+    configure_json_logging(settings.api.log_level)
     uvicorn.run(
         create_app(settings),
         host=host or settings.api.host,

@@ -158,6 +158,8 @@ class ApiSettings(BaseModel):
     log_flush_seconds: float = Field(default=60.0, gt=0)
     # how long a container reuses what the monitor published (/monitoring, live /metrics)
     monitoring_ttl_s: float = 300.0
+    # the JSON logs' level (access lines are INFO)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("trusted_proxies")
     @classmethod

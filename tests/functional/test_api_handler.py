@@ -202,8 +202,8 @@ def test_a_fresh_container_serves_without_pandas_or_botocore(serving_store: Stor
         for name in {ENDPOINTS!r}:
             event = json.load(open(f"events/api_{{name}}_v2.json"))
             statuses[name] = app.handler(event, context)["statusCode"]
-        # (Powertools imports botocore's light top package only; its session is the cost)
-        heavy = ["pandas", "pyarrow", "botocore.session", "boto3", "exchange_calendars", "torch"]
+        heavy = ["pandas", "pyarrow", "botocore", "boto3", "exchange_calendars", "torch",
+                 "aws_lambda_powertools"]
         print(json.dumps({{"statuses": statuses, "imported": [m for m in heavy if m in sys.modules]}}))
         """
     )
@@ -224,6 +224,14 @@ def test_a_fresh_container_serves_without_pandas_or_botocore(serving_store: Stor
     # the web stack, ONNX Runtime and the bundle only (benchmarks/serve.py measures it)
     assert result["statuses"] == dict.fromkeys(ENDPOINTS, 200)
     assert result["imported"] == []
+    # AND stderr (CloudWatch Logs on Lambda) holds one JSON access line per request, with
+    # Lambda's request id, the route and the latency
+    lines = [json.loads(line) for line in out.stderr.splitlines() if line.startswith("{")]
+    access = [line for line in lines if line["logger"] == "stockml.api.access"]
+    assert len(access) == len(ENDPOINTS)
+    assert {line["request_id"] for line in access} == {"cold"}
+    assert {line["status"] for line in access} == {200}
+    assert all(line["latency_ms"] > 0 and line["route"].startswith("/") for line in access)
 
 
 # ---------------------------------------------------------------------------- API edges

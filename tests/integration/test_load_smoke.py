@@ -28,7 +28,7 @@ def test_the_api_under_uvicorn_workers_answers_a_short_load_without_errors(
         "STOCKML_STORE__BUCKET": serving_store.bucket,
         "STOCKML_STORE__ENDPOINT_URL": str(serving_store.endpoint_url),
         "STOCKML_API__RATE_LIMIT_PER_MINUTE": "0",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "STOCKML_API__LOG_LEVEL": "WARNING",
     }
     with load.api_server(env, workers=2) as url:
         # WHEN /predict gets 2 s of load from 8 connections (the Python client, and wrk too

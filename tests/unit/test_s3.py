@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 from botocore.auth import S3SigV4Auth
@@ -133,3 +137,62 @@ def test_without_env_credentials_the_profile_signs(
     profile.write_text("")
     with pytest.raises(StoreError, match="no AWS credentials"):
         S3Reader(store_settings.bucket, store_settings.endpoint_url).get_bytes("k.json")
+
+
+def test_get_folder_reads_the_objects_in_parallel_and_fails_whole() -> None:
+    # GIVEN an S3 endpoint whose GETs each take 0.2 s, counting how many run at once, with 6
+    # objects under bundle/ and one under broken/ whose GET fails
+    objects = {f"bundle/{name}": name.encode() * 3 for name in "abcdef"}
+    objects["broken/x"] = b""
+    state = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _send(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            key = unquote(url.path).removeprefix("/bkt/")
+            if not key:  # LIST v2
+                prefix = parse_qs(url.query)["prefix"][0]
+                keys = "".join(f"<Key>{k}</Key>" for k in objects if k.startswith(prefix))
+                ns = "http://s3.amazonaws.com/doc/2006-03-01/"
+                self._send(
+                    200, f'<ListBucketResult xmlns="{ns}">{keys}</ListBucketResult>'.encode()
+                )
+                return
+            with lock:
+                state["now"] += 1
+                state["most"] = max(state["most"], state["now"])
+            time.sleep(0.2)
+            with lock:
+                state["now"] -= 1
+            if key == "broken/x":
+                self._send(403, b"<Error><Code>AccessDenied</Code></Error>")
+            else:
+                self._send(200, objects[key])
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        reader = S3Reader("bkt", f"http://127.0.0.1:{server.server_port}", credentials=CREDS)
+        # WHEN the reader reads the folder
+        folder = reader.get_folder("bundle")
+        # THEN it holds every object, and the GETs overlapped (one round trip, not six)
+        assert folder == {name: name.encode() * 3 for name in "abcdef"}
+        assert state["most"] >= 3
+        # AND a folder with an unreadable object is an error, not a partial folder
+        with pytest.raises(StoreError, match="get broken/x failed: HTTP 403 AccessDenied"):
+            reader.get_folder("broken")
+    finally:
+        server.shutdown()
+        server.server_close()

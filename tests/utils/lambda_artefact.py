@@ -114,45 +114,18 @@ def sam_build(build_dir: Path, python: Path, *resources: str) -> subprocess.Comp
     )  # fmt: skip
 
 
-def pip_build(build_dir: Path, python_version: str) -> Path:
-    """Without the SAM CLI: the API zip as `sam build` lays it out, by pip for Lambda's platform.
-
-    The function folder (functions/api, symlinks followed) + its requirements.txt installed
-    for ``python_version`` on manylinux x86_64 (no bytecode, as sam's builder unpacks wheels),
-    and the stockml package layer (src/stockml under python/). Returns ``build_dir``.
-    """
-    function = build_dir / "PredictionFunction"
-    shutil.copytree(REPO / "functions" / "api", function, symlinks=False, dirs_exist_ok=True)
-    platforms = ["manylinux2014_x86_64", "manylinux_2_17_x86_64"]
-    if python_version >= "3.12":  # Amazon Linux 2023: glibc 2.34
-        platforms += ["manylinux_2_28_x86_64", "manylinux_2_34_x86_64"]
-    subprocess.run(  # noqa: S603 - fixed argv
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-compile",
-            "--target",
-            str(function),
-            "--implementation",
-            "cp",
-            "--python-version",
-            python_version,
-            "--only-binary=:all:",
-            *[arg for p in platforms for arg in ("--platform", p)],
-            "-r",
-            str(REPO / "functions" / "api" / "requirements.txt"),
-        ],
-        check=True,
-    )
-    shutil.copytree(
-        REPO / "src" / "stockml",
-        build_dir / "StockmlPackageLayer" / "python" / "stockml",
-        ignore=shutil.ignore_patterns("__pycache__"),
-        dirs_exist_ok=True,
-    )
+def make_build(build_dir: Path, python: Path) -> Path:
+    """Without the SAM CLI: the API zip and the package layer, built by the same
+    functions/Makefile targets `sam build` runs (in the source folders instead of SAM's
+    scratch copies), with ``python`` first on PATH. Returns ``build_dir``."""
+    for target, folder in (("PredictionFunction", "functions/api"), ("StockmlPackageLayer", "src")):
+        subprocess.run(  # noqa: S603 - fixed argv
+            ["make", "-s", "-f", str(REPO / "functions" / "Makefile"), f"build-{target}",
+             f"ARTIFACTS_DIR={build_dir / target}"],
+            cwd=REPO / folder,
+            env=sam_env(python),
+            check=True,
+        )  # fmt: skip
     return build_dir
 
 

@@ -162,8 +162,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def configure_json_logging(level: int = logging.INFO) -> None:
-    """Send the root logger's records to stderr as JSON lines (for ``stockml serve``)."""
+def configure_json_logging(level: int | str = logging.INFO) -> None:
+    """Send the root logger's records to stderr as JSON lines (``stockml serve``, and the
+    Lambda handler, where stderr goes to CloudWatch Logs)."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
