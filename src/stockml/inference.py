@@ -35,7 +35,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -175,6 +175,11 @@ class Forecast:
     models: dict[str, ModelForecast]
     age_sessions: int | None = None
     stale: bool = False
+    # what select() returned: warm requests that ask the same share one object (and the
+    # prediction log encodes it once per flush)
+    _selections: dict[tuple[Any, ...], Forecast] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def select(
         self,
@@ -183,18 +188,27 @@ class Forecast:
         age_sessions: int | None = None,
         stale: bool = False,
     ) -> Forecast:
-        """The first ``days`` horizons of ``models`` (default: all), dated ``age_sessions``."""
-        names = self.models if models is None else models
-        return Forecast(
-            symbol=self.symbol,
-            model_version=self.model_version,
-            last_date=self.last_date,
-            last_close=self.last_close,
-            dates=self.dates[:days],
-            models={name: self.models[name].head(days) for name in names},
-            age_sessions=age_sessions,
-            stale=stale,
-        )
+        """The first ``days`` horizons of ``models`` (default: all), dated ``age_sessions``.
+
+        The same arguments give the same object (treat a forecast as read-only)."""
+        key = (days, None if models is None else tuple(models), age_sessions, stale)
+        selected = self._selections.get(key)
+        if selected is None:
+            names = self.models if models is None else models
+            selected = Forecast(
+                symbol=self.symbol,
+                model_version=self.model_version,
+                last_date=self.last_date,
+                last_close=self.last_close,
+                dates=self.dates[:days],
+                models={name: self.models[name].head(days) for name in names},
+                age_sessions=age_sessions,
+                stale=stale,
+            )
+            if len(self._selections) >= 64:  # requests vary in days and models only
+                self._selections.clear()
+            self._selections[key] = selected
+        return selected
 
 
 class NoRankingError(StockmlError):

@@ -88,23 +88,15 @@ def _number(value: float | None) -> str:
     return repr(value) if math.isfinite(value) else json.dumps(value)
 
 
-def forecast_lines(
-    forecast: Forecast,
-    request_id: str,
-    served_at: str,
-    endpoint: str,
-    writer_id: str,
-    first: int,
-) -> list[str]:
-    """The JSON lines of one served forecast: one record per model and horizon (the fields in
-    the module's docstring), ``record_id`` = ``<writer_id>-<n>`` with n counting from
-    ``first``. Written without building a dict per record: the fields a forecast or a model
-    shares are encoded once. This runs in the
-    API's background thread for every served forecast, so its cost is the log's share of the
-    CPU under load (``benchmarks/serve.py``)."""
+def forecast_bodies(forecast: Forecast) -> list[str]:
+    """What every record of one forecast says whoever asked: one string per model and horizon,
+    in record order (the fields of the module's docstring but the request's own four).
+
+    The log encodes them once per forecast and flush (:meth:`PredictionLog.flush`): under load
+    the API serves the same cached forecast to request after request, and encoding its floats
+    is most of the log's CPU (``benchmarks/serve.py`` measures the log's cost)."""
     shared = (
-        f'"request_id":{json.dumps(request_id)},"served_at":{json.dumps(served_at)},'
-        f'"endpoint":{json.dumps(endpoint)},"symbol":{json.dumps(forecast.symbol)},'
+        f'"symbol":{json.dumps(forecast.symbol)},'
         f'"model_version":{json.dumps(forecast.model_version)},'
         f'"as_of":"{forecast.last_date.isoformat()}",'
         f'"last_close":{_number(float(forecast.last_close))},'
@@ -113,9 +105,8 @@ def forecast_lines(
     )
     targets = [f'"{d.isoformat()}"' for d in forecast.dates]
     out = []
-    n = first
     for name, f in forecast.models.items():
-        head = "{" + shared + f'"model":{json.dumps(name)},"level":{json.dumps(f.level)},'
+        head = shared + f'"model":{json.dumps(name)},"level":{json.dumps(f.level)},'
         prices, returns = f.prices.tolist(), f.log_returns.tolist()
         lower = None if f.lower is None else f.lower.tolist()
         upper = None if f.upper is None else f.upper.tolist()
@@ -127,10 +118,32 @@ def forecast_lines(
                 f'{head}"horizon":{h + 1},"target_date":{target},'
                 f'"predicted_close":{_number(prices[h])},'
                 f'"predicted_log_return":{_number(returns[h])},'
-                f'"lower":{low},"upper":{high},"record_id":"{writer_id}-{n}"}}'
+                f'"lower":{low},"upper":{high},'
             )
-            n += 1
     return out
+
+
+def forecast_lines(
+    forecast: Forecast,
+    request_id: str,
+    served_at: str,
+    endpoint: str,
+    writer_id: str,
+    first: int,
+    bodies: list[str] | None = None,
+) -> list[str]:
+    """The JSON lines of one served forecast: one record per model and horizon (the fields in
+    the module's docstring), ``record_id`` = ``<writer_id>-<n>`` with n counting from
+    ``first``. ``bodies``: the forecast's :func:`forecast_bodies`, when already encoded.
+    Written without building a dict per record (this runs in the API's background thread for
+    every served forecast)."""
+    head = (
+        f'{{"request_id":{json.dumps(request_id)},"served_at":{json.dumps(served_at)},'
+        f'"endpoint":{json.dumps(endpoint)},'
+    )
+    if bodies is None:
+        bodies = forecast_bodies(forecast)
+    return [f'{head}{body}"record_id":"{writer_id}-{n}"}}' for n, body in enumerate(bodies, first)]
 
 
 class PredictionLog:
@@ -237,14 +250,20 @@ class PredictionLog:
         self, items: list[tuple[Forecast, str, str, float]]
     ) -> list[tuple[str, bytes, int]]:
         by_day: dict[date, list[str]] = {}
+        # each distinct forecast is encoded once per flush (``items`` holds them: ids are stable)
+        encoded: dict[int, list[str]] = {}
         for forecast, request_id, endpoint, served in items:
             served_at = datetime.fromtimestamp(served, UTC).isoformat()
-            lines = by_day.setdefault(forecast.last_date, [])
+            bodies = encoded.get(id(forecast))
+            if bodies is None:
+                bodies = encoded[id(forecast)] = forecast_bodies(forecast)
             first = self._records + 1
-            lines.extend(
-                forecast_lines(forecast, request_id, served_at, endpoint, self.writer_id, first)
+            by_day.setdefault(forecast.last_date, []).extend(
+                forecast_lines(
+                    forecast, request_id, served_at, endpoint, self.writer_id, first, bodies
+                )
             )
-            self._records = first - 1 + sum(len(f.prices) for f in forecast.models.values())
+            self._records = first - 1 + len(bodies)
         batches = []
         for day in sorted(by_day):
             self._objects += 1

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from stockml import predlog
 from stockml.errors import StoreError
 from stockml.inference import Forecast, ModelForecast
 from stockml.predlog import PredictionLog, forecast_lines, incoming_prefix
@@ -231,3 +232,38 @@ def test_the_lines_are_the_records_built_as_dicts(request_id: str) -> None:
         ids = [r.pop("record_id") for r in parsed]
         assert ids == [f"abc-{n}" for n in range(7, 7 + len(expected))]
         assert json.dumps(parsed, sort_keys=True) == json.dumps(expected, sort_keys=True)
+
+
+def test_a_forecast_served_to_many_requests_is_encoded_once_per_flush_and_logged_for_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a log counting how often it encodes a forecast
+    encodings: list[str] = []
+    real = predlog.forecast_bodies
+
+    def counted(f: Forecast) -> list[str]:
+        encodings.append(f.symbol)
+        return real(f)
+
+    monkeypatch.setattr(predlog, "forecast_bodies", counted)
+    bucket = Bucket()
+    log = PredictionLog(bucket, "predictions", background=False)
+    # WHEN one cached forecast is served to three requests (two endpoints) and another to one
+    cached, other = forecast(days=3), forecast(days=2, symbol="AAPL")
+    served = [(cached, "a", "predict"), (other, "b", "predict"), (cached, "c", "plot")]
+    served.append((cached, 'd "quoted"', "predict"))
+    for f, request_id, endpoint in served:
+        log.record(f, request_id, endpoint)
+    assert log.flush() == 3 * 6 + 4
+    # THEN each forecast was encoded once
+    assert sorted(encodings) == ["AAPL", "MSFT"]
+    # AND every request has its forecast's records with its own request id and endpoint
+    records = lines(next(iter(bucket.objects.values())))
+    for f, request_id, endpoint in served:
+        got = [r for r in records if r["request_id"] == request_id]
+        expected = forecast_records(f, request_id, got[0]["served_at"], endpoint)
+        for r in got:
+            r.pop("record_id")
+        assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
+    # AND record ids stay unique
+    assert len({r["record_id"] for r in lines(next(iter(bucket.objects.values())))}) == 22

@@ -243,6 +243,12 @@ def test_service_caches_forecasts_and_features(
     assert warm is not None and np.shares_memory(
         warm.models["lstm"].prices, first.models["lstm"].prices
     )
+    # AND requests that ask the same get the same object (the prediction log encodes it once),
+    # and requests that ask otherwise do not
+    assert service.cached_forecast("MSFT", 3) is warm
+    assert service.cached_forecast("MSFT", 2, ["ridge"]) is second
+    assert service.cached_forecast("MSFT", 2) is not second
+    assert first.select(3, age_sessions=warm.age_sessions, stale=not warm.stale) is not warm
     # AND the window was read once for all of that, then again once the TTL has passed
     assert len(reads) == 1 and reads[0].startswith("features/_latest/symbol=MSFT/")
     now[0] = 61.0
