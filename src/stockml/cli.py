@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -975,8 +976,6 @@ def dashboard(
     port: int = typer.Option(None, help="Port (default: dashboard.port, 8501)."),
 ) -> None:
     """Run the Streamlit dashboard (headless, no usage statistics) against the prediction API."""
-    import subprocess
-
     from stockml.dashboard import find_app, streamlit_command
 
     settings = _settings()
@@ -991,11 +990,10 @@ def dashboard(
         raise typer.Exit(code=2) from None
     argv, env = streamlit_command(app_file, config, key)
     console.print(f"dashboard: http://{config.host}:{config.port}  (API: {config.api_url})")
-    try:
-        code = subprocess.call(argv, env=env)  # noqa: S603 - fixed argv
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code=code)
+    sys.stdout.flush()
+    # Streamlit replaces this process: a signal to `stockml dashboard` (a process manager's
+    # SIGTERM, Ctrl-C) reaches the server itself, which leaves no orphan behind
+    os.execve(argv[0], argv, env)  # noqa: S606 - fixed argv
 
 
 # === demo: the whole pipeline ===
