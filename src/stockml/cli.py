@@ -15,7 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
@@ -57,6 +59,7 @@ class _OneLineErrors(TyperGroup):
     ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        previous = _exit_on_sigterm()
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click_errors.NoArgsIsHelpError as exc:
@@ -70,6 +73,9 @@ class _OneLineErrors(TyperGroup):
         except _ABORTS:
             typer.echo("error: aborted", err=True)
             sys.exit(1)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
         # without standalone mode click returns the code of a typer.Exit (else the result)
         sys.exit(code if isinstance(code, int) else 0)
 
@@ -84,6 +90,20 @@ class _OneLineErrors(TyperGroup):
             message, code = describe_error(exc)
             typer.echo(f"error: {message}", err=True)
             raise typer.Exit(code) from None
+
+
+def _exit_on_sigterm() -> Any:
+    """Make SIGTERM unwind the command like Ctrl-C does (exit code 143), so that the servers it
+    started (moto, MLflow, the API, the dashboard) stop in their ``finally``: the default
+    handler ends the process at once and leaves them running. Returns the previous handler
+    (None off the main thread, where no handler can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def _exit(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, _exit)
 
 
 def describe_error(exc: BaseException) -> tuple[str, int]:
