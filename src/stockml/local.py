@@ -13,6 +13,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from stockml.errors import ConfigError
@@ -32,7 +33,7 @@ def free_port() -> int:
 
 
 def wait_http(
-    url: str, timeout_s: float = 60.0, process: subprocess.Popen[bytes] | None = None
+    url: str, timeout_s: float = 60.0, process: subprocess.Popen[Any] | None = None
 ) -> None:
     """Poll ``url`` until it answers (any HTTP status), or raise TimeoutError."""
     deadline = time.monotonic() + timeout_s

@@ -204,6 +204,32 @@ def _configs(config: ModelConfig | None) -> tuple[Any, ModelConfig]:
     return FeatureConfig.from_yaml(), config or ModelConfig.from_yaml()
 
 
+def _job_inputs(
+    settings: Any,
+    symbols: list[str] | None,
+    config: ModelConfig | None,
+    progress: ProgressFn | None,
+    universe: list[str] | None,
+) -> tuple[Any, ModelConfig, Dataset, Champion | None]:
+    """What training and evaluation start from: the store, the model configuration, the
+    dataset of ``symbols`` (default: ``default_symbols``) and the serving champion's forecasts
+    on its rows."""
+    from stockml.storage import Store
+
+    feature_config, config = _configs(config)
+    store = Store.from_settings(settings.store)
+    data = load_dataset(
+        store,
+        symbols or default_symbols(settings, feature_config),
+        feature_config,
+        config.history_sessions,
+        progress,
+        universe,
+        skip_missing=config.universe_mode,
+    )
+    return store, config, data, load_champion(store, data, config)
+
+
 def run_training(
     settings: Any,
     symbols: list[str] | None = None,
@@ -238,24 +264,11 @@ def run_training(
             (then nothing was published).
     """
     from stockml.settings import find_config_dir
-    from stockml.storage import Store
     from stockml.tracking import check_tracking, log_training, scratch_dir
 
     if tracking_uri:
         check_tracking(tracking_uri)  # an unreachable MLflow fails the job now, not after it
-    feature_config, config = _configs(config)
-    store = Store.from_settings(settings.store)
-    symbols = symbols or default_symbols(settings, feature_config)
-    data = load_dataset(
-        store,
-        symbols,
-        feature_config,
-        config.history_sessions,
-        progress,
-        universe,
-        skip_missing=config.universe_mode,
-    )
-    champion = load_champion(store, data, config)
+    store, config, data, champion = _job_inputs(settings, symbols, config, progress, universe)
     result = train(
         data,
         config,
@@ -346,21 +359,8 @@ def run_evaluation(
 ) -> dict[str, Any]:
     """Walk-forward evaluation and the gate (nothing exported): the JSON report of every model
     and baseline, the gate object, and the comparison with the serving champion if any."""
-    from stockml.storage import Store
-
-    feature_config, config = _configs(config)
-    store = Store.from_settings(settings.store)
-    symbols = symbols or default_symbols(settings, feature_config)
-    data = load_dataset(
-        store,
-        symbols,
-        feature_config,
-        config.history_sessions,
-        progress,
-        universe,
-        skip_missing=config.universe_mode,
-    )
-    report = evaluate(data, config, load_champion(store, data, config), progress)
+    _store, config, data, champion = _job_inputs(settings, symbols, config, progress, universe)
+    report = evaluate(data, config, champion, progress)
     return {
         "symbols": data.symbols,
         "horizon": data.horizon,

@@ -1,4 +1,5 @@
-"""A SIGTERM to a ``stockml`` command stops the servers the command started."""
+"""Stopping a ``stockml`` command (SIGTERM, as a process manager does) stops the servers the
+command started: none is left running as an orphan."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from stockml.local import port_in_use
+from stockml.local import free_port, port_in_use, wait_http
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -41,29 +43,63 @@ HOLDER = textwrap.dedent(
 )
 
 
-def test_sigterm_to_a_command_stops_the_servers_it_started() -> None:
-    # GIVEN a command that started a moto_server child and is using it
-    process = subprocess.Popen(  # noqa: S603 - fixed argv
-        [sys.executable, "-c", HOLDER],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        port = urlsplit(process.stdout.readline().strip()).port
-        assert port is not None and port_in_use(port)
-        # WHEN a process manager stops the command: SIGTERM to its process only
-        os.kill(process.pid, signal.SIGTERM)
-        # THEN the command exits as terminated (128 + 15) ...
-        assert process.wait(timeout=30) == 128 + signal.SIGTERM
-        # ... and the server it started is gone with it, not left running as an orphan
-        deadline = time.monotonic() + 10
-        while port_in_use(port) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not port_in_use(port)
-    finally:
+def stop_and_wait(process: subprocess.Popen[str], port: int) -> int:
+    """SIGTERM to ``process`` alone; its exit code, once nothing listens on ``port`` any more
+    (or 10 s have passed: the caller's assertion on ``port_in_use`` then fails)."""
+    os.kill(process.pid, signal.SIGTERM)
+    code = process.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while port_in_use(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return code
+
+
+Start = Callable[..., "subprocess.Popen[str]"]
+
+
+@pytest.fixture
+def run() -> Iterator[Start]:
+    """Start a command (argv); every one started is killed at teardown if still running."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*argv: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(  # noqa: S603 - fixed argv
+            [sys.executable, *argv],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_sigterm_to_a_command_stops_the_servers_it_started(run: Start) -> None:
+    # GIVEN a command that started a moto_server child and is using it
+    process = run("-c", HOLDER)
+    assert process.stdout is not None
+    port = urlsplit(process.stdout.readline().strip()).port
+    assert port is not None and port_in_use(port)
+    # WHEN a process manager stops the command: SIGTERM to its process only
+    code = stop_and_wait(process, port)
+    # THEN the command exits as terminated (128 + 15), and the server it started is gone
+    assert code == 128 + signal.SIGTERM
+    assert not port_in_use(port)
+
+
+def test_stopping_stockml_dashboard_stops_its_streamlit_server(run: Start) -> None:
+    # GIVEN `stockml dashboard` serving on a free port (the page needs no API to be served)
+    port = free_port()
+    process = run("-m", "stockml.cli", "dashboard", "--api-url", "http://127.0.0.1:9",
+                  "--port", str(port))  # fmt: skip
+    wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout_s=90, process=process)
+    # WHEN a process manager stops it
+    stop_and_wait(process, port)
+    # THEN no Streamlit server outlives the command: the port is free again
+    assert not port_in_use(port)

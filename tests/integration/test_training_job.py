@@ -24,6 +24,7 @@ from stockml.bundle import read_bundle_files
 from stockml.providers.sample import SampleProvider
 from stockml.settings import StoreSettings
 from stockml.storage import Store
+from utils.store_rows import write_csv
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
@@ -177,20 +178,7 @@ def test_any_symbol_ingested_from_csv_can_be_evaluated_and_trained(
         "MSFT", pd.Timestamp("2015-11-01").date(), pd.Timestamp("2017-11-10").date()
     )
     folder = tmp_path / "csv"
-    folder.mkdir()
-    bars.rename(
-        columns={
-            "date": "Date",
-            "open": "Open",
-            "high": "High",
-            "low": "Low",
-            "close": "Close",
-            "adj_close": "Adj Close",
-            "volume": "Volume",
-        }
-    )[["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]].to_csv(
-        folder / "ACME.csv", index=False
-    )
+    write_csv(folder, {"ACME": bars})
     for key, value in job_env.items():
         monkeypatch.setenv(key, value)
     runner = CliRunner()

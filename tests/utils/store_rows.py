@@ -14,6 +14,17 @@ from stockml.settings import StoreSettings
 from stockml.storage import Store
 from utils.bars import make_bars
 
+# the bar schema's columns under Yahoo's CSV headers, as the csv provider reads them
+YAHOO_COLUMNS = {
+    "date": "Date",
+    "open": "Open",
+    "high": "High",
+    "low": "Low",
+    "close": "Close",
+    "adj_close": "Adj Close",
+    "volume": "Volume",
+}
+
 
 def universe(n: int, start: str, end: str) -> dict[str, pd.DataFrame]:
     """Bars of ``n`` symbols ``S00, S01, ...`` on every session in ``[start, end]``."""
@@ -24,20 +35,8 @@ def write_csv(folder: Path, bars: dict[str, pd.DataFrame]) -> None:
     """One ``<SYMBOL>.csv`` per symbol, as the csv provider reads them (Yahoo's columns)."""
     folder.mkdir(exist_ok=True)
     for symbol, frame in bars.items():
-        out = frame.rename(
-            columns={
-                "date": "Date",
-                "open": "Open",
-                "high": "High",
-                "low": "Low",
-                "close": "Close",
-                "adj_close": "Adj Close",
-                "volume": "Volume",
-            }
-        )
-        out[["Date", "Open", "High", "Low", "Close", "Adj Close", "Volume"]].to_csv(
-            folder / f"{symbol}.csv", index=False
-        )
+        out = frame.rename(columns=YAHOO_COLUMNS)
+        out[list(YAHOO_COLUMNS.values())].to_csv(folder / f"{symbol}.csv", index=False)
 
 
 def assert_stored_exactly(store_settings: StoreSettings, expected: dict[str, pd.DataFrame]) -> None:

@@ -7,6 +7,7 @@ import hashlib
 import importlib.util
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -88,6 +89,24 @@ def test_the_split_is_stable_and_near_duplicates_share_it() -> None:
 # ----------------------------------------------------------------------- ONNX vs sklearn
 
 
+def write_artefact(path: Path, train: ModuleType, pipeline: Any, finance_rules: str | None) -> Path:
+    """``pipeline`` exported by the training script as the packaged artefact (ONNX with the
+    metadata the loader checks), its analysis naming ``finance_rules``."""
+    metadata = {
+        "format": FORMAT,
+        "classes": list(train.CLASSES),
+        "analysis": {
+            "word_pattern": train.WORD_PATTERN,
+            "word_ngrams": list(train.WORD_NGRAMS),
+            "char_ngrams": list(train.CHAR_NGRAMS),
+            "finance_rules": finance_rules,
+        },
+        "data": {"sha256": "0" * 64},
+    }
+    path.write_bytes(train.to_onnx(pipeline, metadata).SerializeToString())
+    return path
+
+
 @pytest.mark.parametrize("rules", [True, False])
 def test_the_onnx_graph_matches_scikit_learn(tmp_path: Path, rules: bool) -> None:
     # GIVEN a pipeline fitted by the training script's own code on generated headlines (with and
@@ -96,19 +115,9 @@ def test_the_onnx_graph_matches_scikit_learn(tmp_path: Path, rules: bool) -> Non
     texts, labels = generated_headlines(400, seed=2)
     pipeline = train.make_pipeline(C=3.0, class_weight=None, char_max_features=3000, rules=rules)
     pipeline.fit(texts, labels)
-    metadata = {
-        "format": FORMAT,
-        "classes": list(train.CLASSES),
-        "analysis": {
-            "word_pattern": train.WORD_PATTERN,
-            "word_ngrams": list(train.WORD_NGRAMS),
-            "char_ngrams": list(train.CHAR_NGRAMS),
-            "finance_rules": headline_rules.VERSION if rules else None,
-        },
-        "data": {"sha256": "0" * 64},
-    }
-    path = tmp_path / "model.onnx"
-    path.write_bytes(train.to_onnx(pipeline, metadata).SerializeToString())
+    path = write_artefact(
+        tmp_path / "model.onnx", train, pipeline, headline_rules.VERSION if rules else None
+    )
     # WHEN ONNX Runtime scores unseen headlines (more than one batch; unicode, links, numbers,
     # number comparisons, words the vocabulary never saw, an empty one)
     unseen, _ = generated_headlines(BATCH + 50, seed=3)
@@ -139,19 +148,7 @@ def test_an_artefact_with_other_finance_rules_is_refused(tmp_path: Path) -> None
     texts, labels = generated_headlines(200, seed=5)
     pipeline = train.make_pipeline(C=1.0, class_weight=None, char_max_features=1000, rules=True)
     pipeline.fit(texts, labels)
-    metadata = {
-        "format": FORMAT,
-        "classes": list(train.CLASSES),
-        "analysis": {
-            "word_pattern": train.WORD_PATTERN,
-            "word_ngrams": list(train.WORD_NGRAMS),
-            "char_ngrams": list(train.CHAR_NGRAMS),
-            "finance_rules": "finance-rules/0",
-        },
-        "data": {"sha256": "0" * 64},
-    }
-    path = tmp_path / "model.onnx"
-    path.write_bytes(train.to_onnx(pipeline, metadata).SerializeToString())
+    path = write_artefact(tmp_path / "model.onnx", train, pipeline, "finance-rules/0")
     # WHEN / THEN loading it fails with a clear error instead of scoring with other inputs
     with pytest.raises(HeadlineModelError, match="finance rules"):
         HeadlineModel.load(path)

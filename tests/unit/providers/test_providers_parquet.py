@@ -14,6 +14,7 @@ from stockml.providers.parquet import ParquetProvider, TableProvider, is_table_f
 from stockml.schemas import BAR_COLUMNS, validate_bars
 from stockml.settings import Settings, UniverseSpec
 from stockml.universe import universe_symbols
+from utils.store_rows import YAHOO_COLUMNS
 from utils.universe import make_universe
 
 ALL_TIME = (date(1980, 1, 1), date(2030, 1, 1))
@@ -21,18 +22,7 @@ ALL_TIME = (date(1980, 1, 1), date(2030, 1, 1))
 
 def _vendor_table(bars: pd.DataFrame) -> pd.DataFrame:
     """The universe as a vendor writes it: Yahoo-style headers, a Ticker column, rows shuffled."""
-    table = bars.drop(columns=["source"]).rename(
-        columns={
-            "symbol": "Ticker",
-            "date": "Date",
-            "open": "Open",
-            "high": "High",
-            "low": "Low",
-            "close": "Close",
-            "adj_close": "Adj Close",
-            "volume": "Volume",
-        }
-    )
+    table = bars.drop(columns=["source"]).rename(columns={"symbol": "Ticker", **YAHOO_COLUMNS})
     return table.sample(frac=1.0, random_state=3).reset_index(drop=True)
 
 

@@ -36,6 +36,19 @@ def _append_day(store: Store, history: pd.DataFrame, day: pd.Timestamp) -> None:
     store.upsert_bars(history.iloc[i - 1 : i + 1], expect_unchanged={("MSFT", days[i - 1])})
 
 
+def _january_plus(
+    store: Store, history: pd.DataFrame, appended: int
+) -> tuple[list[pd.Timestamp], int]:
+    """January stored as one base file, then ``appended`` sessions appended one at a time;
+    returns the sessions of ``history`` and January's row count."""
+    days = _days(history)
+    n = int((history["date"] < "2024-02-01").sum())
+    store.upsert_bars(history.iloc[:n])
+    for day in days[n : n + appended]:
+        _append_day(store, history, day)
+    return days, n
+
+
 def _count_gets(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = store.get_bytes
@@ -84,11 +97,7 @@ def test_rerun_writes_nothing_and_a_changed_overlap_in_a_delta_is_detected(
     store: Store, history: pd.DataFrame
 ) -> None:
     # GIVEN January and two appended days (the last stored day lives in a delta)
-    days = _days(history)
-    n = int((history["date"] < "2024-02-01").sum())
-    store.upsert_bars(history.iloc[:n])
-    _append_day(store, history, days[n])
-    _append_day(store, history, days[n + 1])
+    days, n = _january_plus(store, history, 2)
     keys = store.list_keys(PARTITION)
 
     # WHEN the same day is ingested again
@@ -113,11 +122,7 @@ def test_a_correction_of_an_older_day_folds_the_deltas_into_a_new_base(
     store: Store, history: pd.DataFrame
 ) -> None:
     # GIVEN January and two appended days
-    days = _days(history)
-    n = int((history["date"] < "2024-02-01").sum())
-    store.upsert_bars(history.iloc[:n])
-    _append_day(store, history, days[n])
-    _append_day(store, history, days[n + 1])
+    days, n = _january_plus(store, history, 2)
 
     # WHEN a January day is corrected
     fix = history.iloc[[5]].copy()
@@ -136,11 +141,7 @@ def test_a_correction_of_an_older_day_folds_the_deltas_into_a_new_base(
 
 def test_compaction_after_max_deltas(store: Store, history: pd.DataFrame) -> None:
     # GIVEN January and MAX_DELTAS appended days (MAX_DELTAS delta files)
-    days = _days(history)
-    n = int((history["date"] < "2024-02-01").sum())
-    store.upsert_bars(history.iloc[:n])
-    for day in days[n : n + MAX_DELTAS]:
-        _append_day(store, history, day)
+    days, n = _january_plus(store, history, MAX_DELTAS)
     assert len(store.list_keys(SHARED)) == MAX_DELTAS
 
     # WHEN one more day comes
@@ -161,11 +162,7 @@ def test_crash_during_compaction_before_the_swap_loses_nothing(
     store: Store, history: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a partition with MAX_DELTAS deltas
-    days = _days(history)
-    n = int((history["date"] < "2024-02-01").sum())
-    store.upsert_bars(history.iloc[:n])
-    for day in days[n : n + MAX_DELTAS]:
-        _append_day(store, history, day)
+    days, n = _january_plus(store, history, MAX_DELTAS)
 
     # WHEN the compacting upsert dies after writing the new base, before deleting the old files
     def crash(keys: object) -> None:
@@ -194,10 +191,7 @@ def test_crash_while_writing_a_delta_keeps_the_previous_data(
     store: Store, history: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN January and one appended day
-    days = _days(history)
-    n = int((history["date"] < "2024-02-01").sum())
-    store.upsert_bars(history.iloc[:n])
-    _append_day(store, history, days[n])
+    days, n = _january_plus(store, history, 1)
     before = store.read_bars()
 
     # WHEN the writer dies on the PUT of the next delta
@@ -255,9 +249,7 @@ def test_a_writer_finding_copies_of_its_days_merges_them(
     store: Store, history: pd.DataFrame, mock_store_settings: StoreSettings
 ) -> None:
     # GIVEN January, and the next two days appended by two writers that listed the same state
-    days = _days(history)
-    n = int((history["date"] < "2024-02-01").sum())
-    store.upsert_bars(history.iloc[:n])
+    days, n = _january_plus(store, history, 0)
     listing = store.list_parts(symbols=["MSFT"], latest=True)
     new = history.iloc[n - 1 : n + 2]
     overlap = {("MSFT", days[n - 1])}
